@@ -1,0 +1,39 @@
+# The same targets are used by people, CI (.ci/run) and the README.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SRC := src tests benchmarks
+
+.PHONY: install demo test lint typecheck unit clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Set everything up and run the demo on the embedded defaults (SQLite MLflow under .creditops).
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
+
+lint: install
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+
+typecheck: install
+	$(BIN)/mypy
+
+## The whole test suite: lint, types, tests with coverage. CI runs exactly this.
+test: lint typecheck
+	$(BIN)/pytest -n 2 --cov --cov-report=term --cov-report=xml; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+
+unit: install
+	$(BIN)/pytest -m unit -q
+
+clean:
+	rm -rf .creditops .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage

@@ -1,0 +1,144 @@
+"""The decision policy: versioned configuration, separate from the model.
+
+Knock-out rules are evaluated first (the first rule that fires declines the applicant with
+the rule's own reason); the remaining applicants are banded by score:
+``score >= approve_min_score`` approves, ``score < decline_below_score`` declines, anything
+in between goes to manual review.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from creditops.errors import ConfigError
+
+Decision = Literal["approve", "review", "decline"]
+Operator = Literal["lt", "le", "gt", "ge", "eq", "ne", "in", "not_in"]
+
+
+class KnockoutRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    feature: str
+    op: Operator
+    value: float | str | list[float | str]
+    reason_code: str
+    reason_text: str
+
+    def fires(self, column: pd.Series) -> npt.NDArray[np.bool_]:
+        """Vectorised: True where the rule declines. Missing values never fire."""
+        if self.op in ("in", "not_in"):
+            allowed = {str(v) for v in (self.value if isinstance(self.value, list) else [self.value])}
+            text = column.astype("string")
+            hit = text.isin(allowed).fillna(False).to_numpy(dtype=bool)
+            present = text.notna().to_numpy(dtype=bool)
+            return hit if self.op == "in" else (~hit & present)
+        if isinstance(self.value, list):
+            raise ConfigError(f"knock-out rule {self.name!r}: op {self.op!r} needs one value")
+        if isinstance(self.value, str) and self.op in ("eq", "ne"):
+            text = column.astype("string")
+            equal = (text == self.value).fillna(False).to_numpy(dtype=bool)
+            return equal if self.op == "eq" else (~equal & text.notna().to_numpy(dtype=bool))
+        numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        threshold = float(self.value)
+        with np.errstate(invalid="ignore"):
+            result = {
+                "lt": numbers < threshold,
+                "le": numbers <= threshold,
+                "gt": numbers > threshold,
+                "ge": numbers >= threshold,
+                "eq": numbers == threshold,
+                "ne": (numbers != threshold) & ~np.isnan(numbers),
+            }[self.op]
+        return np.asarray(result, dtype=bool)
+
+
+class DecisionPolicy(BaseModel):
+    """Cutoffs and knock-out rules; ``version`` travels with every decision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = "default"
+    approve_min_score: float
+    decline_below_score: float
+    knockouts: list[KnockoutRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_cutoffs(self) -> DecisionPolicy:
+        if self.decline_below_score > self.approve_min_score:
+            raise ValueError(
+                "decline_below_score must not exceed approve_min_score "
+                f"(got {self.decline_below_score} > {self.approve_min_score})"
+            )
+        return self
+
+    def knockout_features(self) -> list[str]:
+        return sorted({rule.feature for rule in self.knockouts})
+
+    def decide(self, score: npt.ArrayLike, raw: pd.DataFrame | None = None) -> PolicyOutcome:
+        """Decide for every applicant at once."""
+        scores = np.asarray(score, dtype=np.float64)
+        decision = np.where(
+            scores >= self.approve_min_score,
+            "approve",
+            np.where(scores < self.decline_below_score, "decline", "review"),
+        ).astype(object)
+        knocked = np.full(scores.shape[0], -1, dtype=np.int64)
+        if self.knockouts and raw is not None:
+            for index in range(len(self.knockouts) - 1, -1, -1):
+                rule = self.knockouts[index]
+                if rule.feature in raw.columns:
+                    knocked[rule.fires(raw[rule.feature])] = index
+            decision[knocked >= 0] = "decline"
+        return PolicyOutcome(decision=decision, knockout_index=knocked)
+
+    def with_cutoffs(self, approve_min_score: float, decline_below_score: float) -> DecisionPolicy:
+        return self.model_copy(
+            update={
+                "approve_min_score": approve_min_score,
+                "decline_below_score": decline_below_score,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    decision: npt.NDArray[np.object_]
+    knockout_index: npt.NDArray[np.int64]  # -1 where no knock-out rule fired
+
+
+def load_policy(path: Path) -> DecisionPolicy:
+    """Read and validate a policy YAML file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"policy file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    try:
+        return DecisionPolicy.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "policy"
+        raise ConfigError(
+            f"{path}: {where}: {first['msg'].removeprefix('Value error, ')}", field=where
+        ) from None
+
+
+def default_cutoff_pds(base_rate: float) -> tuple[float, float]:
+    """Default cutoffs, as PDs, when no policy file is given.
+
+    Approve applicants whose PD is at most the portfolio's default rate, decline those
+    above twice it (capped at 0.5), review in between. Returns
+    ``(approve_max_pd, decline_min_pd)``; training turns them into score cutoffs.
+    """
+    return float(base_rate), float(min(0.5, 2.0 * base_rate))

@@ -1,0 +1,215 @@
+"""Reading a training file against its spec, with errors a user can act on.
+
+Every problem is reported with counts and a few examples. Rows that are merely dirty
+(an unparseable value in a numeric column, a missing target) are dropped with a warning
+while their share stays at or below ``max_dirty_share``; above it, loading stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from creditops.errors import DataError
+from creditops.features.spec import Spec
+
+TRUTHY = frozenset({"true", "1", "yes", "y", "t"})
+FALSY = frozenset({"false", "0", "no", "n", "f", ""})
+
+
+@dataclass
+class TrainingData:
+    """A validated training table: raw feature columns, binary target, optional split."""
+
+    frame: pd.DataFrame
+    y: npt.NDArray[np.int8]
+    is_test: npt.NDArray[np.bool_] | None
+    data_sha256: str
+    n_rows_read: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.y.shape[0])
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file with every column as text (types come from the spec)."""
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"data file is empty: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file is empty: {path}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot parse {path}: {first_line}") from None
+    if frame.empty:
+        raise DataError(f"data file has a header but no rows: {path}", count=0)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def normalise_categorical(values: pd.Series) -> pd.Series:
+    """Map category values to canonical strings, identical for CSV text and JSON numbers.
+
+    ``1``, ``1.0`` and ``" 1 "`` all become ``"1"``; empty strings become missing. This is
+    what lets a category seen as the number 2 in training match ``"2"`` at serving time.
+    """
+    text = values.astype("string").str.strip()
+    text = text.mask(text == "")
+    numbers = pd.to_numeric(text, errors="coerce")
+    finite = numbers.notna() & np.isfinite(numbers.astype("float64").fillna(0.0))
+    integral = finite & (numbers == np.round(numbers))
+    if bool(integral.any()):
+        text = text.mask(integral, numbers[integral].astype("int64").astype("string"))
+    return text.astype(object).where(text.notna(), None)
+
+
+def parse_numeric(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Return (floats with NaN for missing, mask of values present but unparseable)."""
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.astype("float64")
+        bad = pd.Series(np.isinf(numbers.to_numpy()), index=values.index)
+        return numbers.mask(bad), bad
+    text = values.astype("string").str.strip()
+    present = text.notna() & (text != "")
+    numbers = pd.to_numeric(text.mask(~present), errors="coerce").astype("float64")
+    bad = present & (numbers.isna() | np.isinf(numbers.fillna(0.0)))
+    return numbers.mask(bad), bad.astype(bool)
+
+
+def _normalise_scalar(value: object) -> str:
+    series = normalise_categorical(pd.Series([value], dtype=object))
+    out = series.iloc[0]
+    return "" if out is None else str(out)
+
+
+def _parse_target(raw: pd.Series, spec: Spec) -> tuple[npt.NDArray[np.int8], pd.Series]:
+    labels = normalise_categorical(raw)
+    positive = _normalise_scalar(spec.target.positive)
+    missing = labels.isna()
+    classes = labels[~missing].value_counts()
+    if positive not in classes.index:
+        seen = ", ".join(f"{k!r} ({v})" for k, v in classes.head(5).items())
+        raise DataError(
+            f"target column {spec.target.column!r} never takes the positive value "
+            f"{positive!r}; values seen: {seen or 'none'}",
+            field=spec.target.column,
+        )
+    negatives = [c for c in classes.index if c != positive]
+    if not negatives:
+        raise DataError(
+            f"target column {spec.target.column!r} has one class only ({positive!r}): "
+            "a model needs defaults and non-defaults",
+            field=spec.target.column,
+            count=int(classes.sum()),
+        )
+    if len(negatives) > 1:
+        extra = classes.drop(positive).sort_values(ascending=True)
+        odd = list(extra.index[:-1])
+        raise DataError(
+            f"target column {spec.target.column!r} must hold the positive value {positive!r} "
+            f"and one other class; unexpected values {odd}",
+            field=spec.target.column,
+            count=int(extra.iloc[:-1].sum()),
+            examples=odd,
+        )
+    y = (labels == positive).fillna(False).to_numpy(dtype=np.int8)
+    return y, missing
+
+
+def load_training_data(path: Path, spec: Spec, *, max_dirty_share: float) -> TrainingData:
+    """Read ``path`` and check it against ``spec``; raise :class:`DataError` if unusable."""
+    frame = read_table(path)
+    required = [spec.target.column, *spec.features]
+    if spec.split_column:
+        required.append(spec.split_column)
+    absent = [c for c in required if c not in frame.columns]
+    if absent:
+        raise DataError(
+            f"columns named in the spec are missing from {path.name}",
+            field=absent[0],
+            count=len(absent),
+            examples=absent,
+        )
+    y, target_missing = _parse_target(frame[spec.target.column], spec)
+    dirty = target_missing.to_numpy(dtype=bool).copy()
+    warnings: list[str] = []
+    if target_missing.any():
+        warnings.append(f"{int(target_missing.sum())} rows have no target value")
+
+    clean = pd.DataFrame(index=frame.index)
+    for name, kind in spec.features.items():
+        if kind == "categorical":
+            clean[name] = normalise_categorical(frame[name])
+            continue
+        numbers, bad = parse_numeric(frame[name])
+        if bad.any():
+            examples = frame.loc[bad, name].astype(str).unique().tolist()[:5]
+            warnings.append(
+                f"column {name!r}: {int(bad.sum())} non-numeric values "
+                f"(e.g. {', '.join(repr(e) for e in examples)})"
+            )
+            dirty |= bad.to_numpy(dtype=bool)
+        clean[name] = numbers
+
+    n_dirty = int(dirty.sum())
+    if n_dirty:
+        share = n_dirty / len(frame)
+        if share > max_dirty_share:
+            raise DataError(
+                f"{share:.1%} of rows are unusable, above max_dirty_share "
+                f"{max_dirty_share:.1%}: " + "; ".join(warnings),
+                count=n_dirty,
+            )
+        warnings.append(f"dropped {n_dirty} of {len(frame)} rows ({share:.2%}) with bad values")
+
+    keep = ~dirty
+    is_test: npt.NDArray[np.bool_] | None = None
+    if spec.split_column:
+        is_test = _parse_split(frame[spec.split_column], spec.split_column)[keep]
+    clean = clean.loc[keep].reset_index(drop=True)
+    if spec.id_column and spec.id_column in frame.columns:
+        clean.insert(0, spec.id_column, frame.loc[keep, spec.id_column].to_numpy())
+    return TrainingData(
+        frame=clean,
+        y=y[keep],
+        is_test=is_test,
+        data_sha256=file_sha256(path),
+        n_rows_read=len(frame),
+        warnings=warnings,
+    )
+
+
+def _parse_split(raw: pd.Series, column: str) -> npt.NDArray[np.bool_]:
+    text = raw.astype("string").str.strip().str.lower().fillna("")
+    unknown = ~text.isin(TRUTHY | FALSY)
+    if unknown.any():
+        examples = raw[unknown].astype(str).unique().tolist()
+        raise DataError(
+            f"split column {column!r} must hold true/false values",
+            field=column,
+            count=int(unknown.sum()),
+            examples=examples,
+        )
+    return text.isin(TRUTHY).to_numpy(dtype=bool)

@@ -1,0 +1,129 @@
+"""Encoding raw feature values into the float matrix both models consume.
+
+Shared by training, batch scoring and the HTTP hot path, and stored inside the model bundle
+so serving cannot drift from training. Numeric features become float64 (NaN = missing);
+categorical features become integer category codes stored as floats, with NaN for missing
+values and for categories never seen in training (so they are scored as missing, not
+rejected).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from creditops.errors import InvalidInputError
+from creditops.features.dataset import normalise_categorical, parse_numeric
+
+
+class FeatureEncoder:
+    """Learns category vocabularies at fit time; encodes frames or single rows."""
+
+    def __init__(self, feature_names: Sequence[str], categorical: Sequence[bool]) -> None:
+        if len(feature_names) != len(categorical):
+            raise InvalidInputError("feature_names and categorical must have the same length")
+        self.feature_names = list(feature_names)
+        self.categorical = [bool(c) for c in categorical]
+        self.categories_: dict[str, list[str]] = {}
+        self._lookup: dict[str, dict[str, float]] = {}
+
+    def fit(self, frame: pd.DataFrame) -> FeatureEncoder:
+        for name, is_cat in zip(self.feature_names, self.categorical, strict=True):
+            if is_cat:
+                values = normalise_categorical(frame[name]).dropna()
+                self.categories_[name] = sorted({str(v) for v in values})
+        self._build_lookup()
+        return self
+
+    def _build_lookup(self) -> None:
+        self._lookup = {
+            name: {cat: float(i) for i, cat in enumerate(cats)}
+            for name, cats in self.categories_.items()
+        }
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def transform(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """Encode a frame; missing columns raise, unparseable numbers become missing."""
+        absent = [n for n in self.feature_names if n not in frame.columns]
+        if absent:
+            raise InvalidInputError(f"input lacks model features: {absent}", field=absent[0])
+        out = np.empty((len(frame), self.n_features), dtype=np.float64)
+        for j, (name, is_cat) in enumerate(zip(self.feature_names, self.categorical, strict=True)):
+            column = frame[name]
+            if is_cat:
+                labels = normalise_categorical(column)
+                codes = pd.Categorical(labels, categories=self.categories_[name]).codes
+                out[:, j] = np.where(codes < 0, np.nan, codes.astype(np.float64))
+            else:
+                numbers, _ = parse_numeric(column)
+                out[:, j] = numbers.to_numpy(dtype=np.float64)
+        return out
+
+    def encode_row(self, values: Mapping[str, Any]) -> npt.NDArray[np.float64]:
+        """Encode one applicant given as a mapping; the per-request fast path (no DataFrame)."""
+        row = np.full((1, self.n_features), np.nan, dtype=np.float64)
+        for j, (name, is_cat) in enumerate(zip(self.feature_names, self.categorical, strict=True)):
+            value = values.get(name)
+            if value is None:
+                continue
+            if is_cat:
+                row[0, j] = self._lookup[name].get(_category_key(value), np.nan)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[0, j] = float(value)
+            else:
+                try:
+                    row[0, j] = float(str(value).strip())
+                except ValueError:
+                    raise InvalidInputError(
+                        f"feature {name!r} must be numeric, got {value!r}", field=name
+                    ) from None
+        return row
+
+    def decode_value(self, feature: str, code: float) -> object:
+        """The original value behind an encoded cell (for reason-code payloads)."""
+        if np.isnan(code):
+            return None
+        if feature in self.categories_:
+            return self.categories_[feature][int(code)]
+        return float(code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature_names": self.feature_names,
+            "categorical": self.categorical,
+            "categories": self.categories_,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureEncoder:
+        encoder = cls(data["feature_names"], data["categorical"])
+        encoder.categories_ = {k: list(v) for k, v in data["categories"].items()}
+        encoder._build_lookup()
+        return encoder
+
+
+def _category_key(value: object) -> str:
+    """The canonical key of one category value; mirrors :func:`normalise_categorical`."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if np.isfinite(value) and float(value).is_integer():
+            return str(int(value))
+        return str(value)
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if np.isfinite(number) and number.is_integer():
+        return str(int(number))
+    return text

@@ -1,0 +1,210 @@
+"""The data contract: a YAML spec that names the target, the features and their types.
+
+A spec is the one thing a user writes to train on a new file. It is stored inside every
+model bundle, so serving, monitoring and reason codes read the same contract that
+training read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from creditops.errors import SpecError
+
+FeatureType = Literal["numeric", "categorical"]
+Direction = Literal["increasing", "decreasing"]
+Scalar = str | int | float | bool
+
+DEFAULT_AGE_BANDS: tuple[float, ...] = (25.0, 40.0, 60.0)
+_FAMILY_RE = re.compile(r"^(?P<stem>.*?)[_]?(?P<num>\d+)$")
+
+
+class TargetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    column: str
+    positive: Scalar = Field(description="The target value that means default (bad).")
+
+
+class ReasonCode(BaseModel):
+    """One adverse-action reason: a code, its text, and the features it covers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str
+    text: str
+    features: list[str]
+
+
+class ReasonCatalogue(BaseModel):
+    """Versioned map from features to reason codes; related features share one code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = "default"
+    codes: list[ReasonCode] = Field(default_factory=list)
+
+    def code_for(self, feature: str) -> ReasonCode | None:
+        for code in self.codes:
+            if feature in code.features:
+                return code
+        return None
+
+
+class ScalingSpec(BaseModel):
+    """Score points: ``points = offset + factor * ln(good:bad odds)``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_score: float = 600.0
+    base_odds: float = Field(default=50.0, gt=0)
+    pdo: float = Field(default=20.0, gt=0)
+    min_score: float | None = 300.0
+    max_score: float | None = 850.0
+
+    @model_validator(mode="after")
+    def _check_range(self) -> ScalingSpec:
+        if (
+            self.min_score is not None
+            and self.max_score is not None
+            and self.min_score >= self.max_score
+        ):
+            raise ValueError("min_score must be below max_score")
+        return self
+
+
+class Spec(BaseModel):
+    """The data contract. Unknown top-level keys are allowed and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str | None = None
+    target: TargetSpec
+    id_column: str | None = None
+    split_column: str | None = None
+    features: dict[str, FeatureType]
+    protected: list[str] = Field(default_factory=list)
+    protected_bands: dict[str, list[float]] = Field(default_factory=dict)
+    exclude_from_model: list[str] = Field(default_factory=list)
+    monotone: dict[str, Direction] = Field(default_factory=dict)
+    reasons: ReasonCatalogue | None = None
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec)
+    max_dirty_share: float | None = Field(default=None, ge=0, le=1)
+    lightgbm: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("features")
+    @classmethod
+    def _non_empty(cls, value: dict[str, FeatureType]) -> dict[str, FeatureType]:
+        if not value:
+            raise ValueError("at least one feature is required")
+        return value
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Spec:
+        known = set(self.features)
+        if self.target.column in known:
+            raise ValueError(f"the target column {self.target.column!r} is also a feature")
+        for key, names in (
+            ("protected", self.protected),
+            ("exclude_from_model", self.exclude_from_model),
+            ("monotone", list(self.monotone)),
+        ):
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ValueError(f"{key} names columns that are not features: {unknown}")
+        for name in self.monotone:
+            if self.features[name] != "numeric":
+                raise ValueError(f"monotone feature {name!r} must be numeric")
+            if name in self.exclude_from_model:
+                raise ValueError(f"monotone feature {name!r} is excluded from the model")
+        if not self.model_features:
+            raise ValueError("every feature is excluded from the model")
+        if self.reasons is not None:
+            for code in self.reasons.codes:
+                unknown = [f for f in code.features if f not in known]
+                if unknown:
+                    raise ValueError(f"reason {code.code!r} names unknown features {unknown}")
+        return self
+
+    @property
+    def model_features(self) -> list[str]:
+        """Features the model uses, in spec order."""
+        return [f for f in self.features if f not in self.exclude_from_model]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f for f, t in self.features.items() if t == "categorical"]
+
+    def bands_for(self, column: str) -> tuple[float, ...] | None:
+        """Band edges for a numeric protected attribute (age gets sensible defaults)."""
+        if column in self.protected_bands:
+            return tuple(self.protected_bands[column])
+        if self.features.get(column, "numeric") == "categorical":
+            return None
+        return DEFAULT_AGE_BANDS
+
+    def reason_catalogue(self) -> ReasonCatalogue:
+        """The spec's catalogue, completed with default codes for uncovered features.
+
+        Defaults group features whose names differ only by a trailing number
+        (``bill_amt1`` .. ``bill_amt6``) into one family, so they take one reason slot.
+        """
+        catalogue = self.reasons or ReasonCatalogue()
+        covered = {f for code in catalogue.codes for f in code.features}
+        families: dict[str, list[str]] = {}
+        for feature in self.model_features:
+            if feature in covered:
+                continue
+            match = _FAMILY_RE.match(feature)
+            stem = match.group("stem") if match and match.group("stem") else feature
+            families.setdefault(stem, []).append(feature)
+        extra = [
+            ReasonCode(
+                code=stem.upper(),
+                text=f"{stem.replace('_', ' ').strip().capitalize()} increases the risk",
+                features=members,
+            )
+            for stem, members in families.items()
+        ]
+        return ReasonCatalogue(version=catalogue.version, codes=[*catalogue.codes, *extra])
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def parse_spec(data: object, *, source: str = "spec") -> Spec:
+    """Validate a parsed YAML/JSON object as a spec; errors name the offending key."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "spec"
+        message = first["msg"].removeprefix("Value error, ")
+        raise SpecError(f"{source}: {where}: {message}", field=where) from None
+
+
+def load_spec(path: Path) -> Spec:
+    """Read and validate a spec file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}") from None
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    return parse_spec(data, source=str(path))

@@ -1,0 +1,243 @@
+"""The model bundle: everything needed to score, explain and monitor, in one JSON file.
+
+A bundle holds the spec, the feature encoder, the model (LightGBM model text or the
+scorecard's tables), the calibrator, the score scaling, the decision policy and the
+reference profile. It is written as canonical JSON (sorted keys, no whitespace), so its
+sha256 is a content hash: the same data and spec give the same hash, and any change to the
+file is detected when it is loaded from the registry.
+
+:class:`ScoringModel` is the runtime form: the same content with the LightGBM booster and
+scorecard rebuilt, ready to score frames (batch) or encoded rows (the API's hot path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from creditops.domain.policy import DecisionPolicy
+from creditops.domain.scaling import ScoreScaling
+from creditops.errors import IntegrityError, InvalidInputError
+from creditops.features.encoder import FeatureEncoder
+from creditops.features.spec import Spec, parse_spec
+from creditops.modeling.calibration import Calibrator
+from creditops.modeling.explain import MAX_REASONS, PrincipalReasons, ReasonFamilies
+from creditops.modeling.explain import principal_reasons as select_reasons
+from creditops.modeling.scorecard import WoeScorecard
+
+Algorithm = Literal["lightgbm", "logistic"]
+BUNDLE_FORMAT = 1
+
+
+@dataclass
+class ModelBundle:
+    """Serialisable content of a model version."""
+
+    spec: dict[str, Any]
+    algorithm: Algorithm
+    encoder: dict[str, Any]
+    calibrator: dict[str, Any]
+    policy: dict[str, Any]
+    reference_profile: dict[str, Any]
+    training: dict[str, Any]
+    booster: str | None = None
+    scorecard: dict[str, Any] | None = None
+    format: int = BUNDLE_FORMAT
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        payload = {
+            "format": self.format,
+            "spec": self.spec,
+            "algorithm": self.algorithm,
+            "encoder": self.encoder,
+            "calibrator": self.calibrator,
+            "policy": self.policy,
+            "reference_profile": self.reference_profile,
+            "training": self.training,
+            "booster": self.booster,
+            "scorecard": self.scorecard,
+            "extra": self.extra,
+        }
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+    def save(self, path: Path) -> str:
+        """Write the bundle; returns its sha256."""
+        data = self.to_bytes()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelBundle:
+        try:
+            payload = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IntegrityError(f"model bundle is not valid JSON: {exc}") from None
+        if payload.get("format") != BUNDLE_FORMAT:
+            raise IntegrityError(f"unsupported bundle format {payload.get('format')!r}")
+        return cls(**payload)
+
+    @classmethod
+    def load(cls, path: Path, *, expected_sha256: str | None = None) -> ModelBundle:
+        data = path.read_bytes()
+        if expected_sha256 is not None:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != expected_sha256:
+                raise IntegrityError(
+                    f"bundle {path} has sha256 {actual}, expected {expected_sha256}: refusing "
+                    "to load a modified artifact"
+                )
+        return cls.from_bytes(data)
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """Scores, decisions and principal reasons for a batch of applicants."""
+
+    pd: npt.NDArray[np.float64]
+    score: npt.NDArray[np.float64]
+    decision: npt.NDArray[np.object_]
+    reason_codes: npt.NDArray[np.object_]  # (n, 4), None where empty
+    reason_texts: npt.NDArray[np.object_]
+    reason_features: npt.NDArray[np.object_]
+    reason_contributions: npt.NDArray[np.float64]
+
+
+class ScoringModel:
+    """A bundle made ready to score."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+        self.spec: Spec = parse_spec(bundle.spec)
+        self.algorithm: Algorithm = bundle.algorithm
+        self.encoder = FeatureEncoder.from_dict(bundle.encoder)
+        self.calibrator = Calibrator.from_dict(bundle.calibrator)
+        self.scaling = ScoreScaling(**self.spec.scaling.model_dump())
+        self.policy = DecisionPolicy.model_validate(bundle.policy)
+        self.booster: lgb.Booster | None = None
+        self.scorecard: WoeScorecard | None = None
+        if bundle.algorithm == "lightgbm":
+            if bundle.booster is None:
+                raise IntegrityError("lightgbm bundle has no booster")
+            self.booster = lgb.Booster(model_str=bundle.booster)
+            used = [c > 0 for c in self.booster.feature_importance(importance_type="split")]
+        else:
+            if bundle.scorecard is None:
+                raise IntegrityError("logistic bundle has no scorecard")
+            self.scorecard = WoeScorecard.from_dict(bundle.scorecard)
+            used_names = set(self.scorecard.used_features())
+            used = [name in used_names for name in self.encoder.feature_names]
+        self.used_features = [n for n, u in zip(self.encoder.feature_names, used, strict=True) if u]
+        self.families = ReasonFamilies.build(
+            self.encoder.feature_names, self.spec.reason_catalogue(), used
+        )
+
+    @classmethod
+    def from_file(cls, path: Path, *, expected_sha256: str | None = None) -> ScoringModel:
+        return cls(ModelBundle.load(path, expected_sha256=expected_sha256))
+
+    # -- raw model outputs -------------------------------------------------------------
+    def margin(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Raw score in log-odds space, before calibration."""
+        if self.booster is not None:
+            return np.asarray(self.booster.predict(x, raw_score=True), dtype=np.float64)
+        assert self.scorecard is not None
+        return self.scorecard.decision_function(x)
+
+    def contributions(
+        self, x: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Per-feature contributions and base values; their sum equals :meth:`margin`."""
+        if self.booster is not None:
+            full = np.asarray(self.booster.predict(x, pred_contrib=True), dtype=np.float64)
+            return full[:, :-1], full[:, -1]
+        assert self.scorecard is not None
+        contrib = self.scorecard.contributions(x)
+        return contrib, np.full(x.shape[0], self.scorecard.base_value_, dtype=np.float64)
+
+    def reason_contributions(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """What pushes each applicant towards default (TreeSHAP, or scorecard shortfall)."""
+        if self.booster is not None:
+            return self.contributions(x)[0]
+        assert self.scorecard is not None
+        return self.scorecard.reason_contributions(x)
+
+    def predict_pd(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return self.calibrator.predict(self.margin(x))
+
+    # -- batch scoring -----------------------------------------------------------------
+    def score_frame(self, frame: pd.DataFrame, *, with_reasons: bool = True) -> ScoredBatch:
+        """Score a frame of raw applicant values, vectorised."""
+        x = self.encoder.transform(frame)
+        pd_values = self.predict_pd(x)
+        score = self.scaling.points(pd_values)
+        outcome = self.policy.decide(score, frame)
+        n = x.shape[0]
+        codes = np.full((n, MAX_REASONS), None, dtype=object)
+        texts = np.full((n, MAX_REASONS), None, dtype=object)
+        features = np.full((n, MAX_REASONS), None, dtype=object)
+        values = np.zeros((n, MAX_REASONS), dtype=np.float64)
+        if with_reasons and n:
+            reasons = select_reasons(self.reason_contributions(x), self.families)
+            self._fill_reasons(reasons, codes, texts, features, values)
+        knocked = outcome.knockout_index >= 0
+        if knocked.any():
+            self._prepend_knockouts(outcome.knockout_index, codes, texts, features, values)
+        return ScoredBatch(pd_values, score, outcome.decision, codes, texts, features, values)
+
+    def _fill_reasons(
+        self,
+        reasons: PrincipalReasons,
+        codes: npt.NDArray[np.object_],
+        texts: npt.NDArray[np.object_],
+        features: npt.NDArray[np.object_],
+        values: npt.NDArray[np.float64],
+    ) -> None:
+        code_names = np.array([c.code for c in self.families.codes] + [None], dtype=object)
+        code_texts = np.array([c.text for c in self.families.codes] + [None], dtype=object)
+        feature_names = np.array([*self.encoder.feature_names, None], dtype=object)
+        codes[:] = code_names[reasons.code_index]
+        texts[:] = code_texts[reasons.code_index]
+        features[:] = feature_names[reasons.feature_index]
+        values[:] = reasons.contribution
+
+    def _prepend_knockouts(
+        self,
+        knockout_index: npt.NDArray[np.int64],
+        codes: npt.NDArray[np.object_],
+        texts: npt.NDArray[np.object_],
+        features: npt.NDArray[np.object_],
+        values: npt.NDArray[np.float64],
+    ) -> None:
+        """A knock-out rule's own reason becomes the first reason of the rows it declined."""
+        rows = np.flatnonzero(knockout_index >= 0)
+        for array in (codes, texts, features):
+            array[rows, 1:] = array[rows, :-1]
+        values[rows, 1:] = values[rows, :-1]
+        rules = self.policy.knockouts
+        codes[rows, 0] = [rules[knockout_index[r]].reason_code for r in rows]
+        texts[rows, 0] = [rules[knockout_index[r]].reason_text for r in rows]
+        features[rows, 0] = [rules[knockout_index[r]].feature for r in rows]
+        values[rows, 0] = 0.0  # a rule, not a model contribution
+
+
+def check_frame_columns(frame: pd.DataFrame, model: ScoringModel) -> None:
+    """Raise a clear error when a scoring input lacks model features."""
+    needed = model.encoder.feature_names
+    absent = [c for c in needed if c not in frame.columns]
+    if absent:
+        raise InvalidInputError(
+            f"input lacks {len(absent)} model feature column(s): {absent[:5]}", field=absent[0]
+        )

@@ -1,0 +1,92 @@
+"""Adverse-action reason codes from per-feature contributions.
+
+Contributions are in log-odds (margin) space: LightGBM's TreeSHAP (``pred_contrib``) or the
+scorecard's points below the best attainable bin. Features are grouped into reason families
+by the catalogue (``bill_amt1`` .. ``bill_amt6`` share one code), each family's contribution
+is the sum of its members', and the principal reasons are the families that push the
+applicant towards default the most (strictly positive contribution), at most four.
+Ties are broken by catalogue order, so identical inputs always give identical reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from creditops.features.spec import ReasonCatalogue, ReasonCode
+
+MAX_REASONS = 4
+
+
+@dataclass(frozen=True)
+class ReasonFamilies:
+    """Reason codes and the (features x codes) membership matrix."""
+
+    codes: list[ReasonCode]
+    membership: npt.NDArray[np.float64]  # shape (n_features, n_codes)
+    members: list[npt.NDArray[np.int64]]  # feature indices per code
+
+    @classmethod
+    def build(
+        cls,
+        feature_names: Sequence[str],
+        catalogue: ReasonCatalogue,
+        used: Sequence[bool] | None = None,
+    ) -> ReasonFamilies:
+        """Families restricted to features the model actually uses."""
+        index = {name: j for j, name in enumerate(feature_names)}
+        is_used = list(used) if used is not None else [True] * len(feature_names)
+        codes: list[ReasonCode] = []
+        members: list[npt.NDArray[np.int64]] = []
+        for code in catalogue.codes:
+            cols = [index[f] for f in code.features if f in index and is_used[index[f]]]
+            if cols:
+                codes.append(code)
+                members.append(np.asarray(cols, dtype=np.int64))
+        membership = np.zeros((len(feature_names), len(codes)), dtype=np.float64)
+        for k, cols in enumerate(members):
+            membership[cols, k] = 1.0
+        return cls(codes=codes, membership=membership, members=members)
+
+
+@dataclass(frozen=True)
+class PrincipalReasons:
+    """Top reasons per applicant; ``code_index`` is -1 where a slot is empty."""
+
+    code_index: npt.NDArray[np.int64]  # (n, MAX_REASONS)
+    feature_index: npt.NDArray[np.int64]  # (n, MAX_REASONS): the family's top member
+    contribution: npt.NDArray[np.float64]  # (n, MAX_REASONS): the family's total
+
+
+def principal_reasons(
+    contributions: npt.NDArray[np.float64],
+    families: ReasonFamilies,
+    max_reasons: int = MAX_REASONS,
+) -> PrincipalReasons:
+    """Vectorised selection of the principal reasons for every row."""
+    n = contributions.shape[0]
+    m = len(families.codes)
+    if m == 0:
+        empty = np.full((n, max_reasons), -1, dtype=np.int64)
+        return PrincipalReasons(empty, empty.copy(), np.zeros((n, max_reasons)))
+    family_total = contributions @ families.membership  # (n, m)
+    top_member = np.empty((n, m), dtype=np.int64)
+    for k, cols in enumerate(families.members):
+        top_member[:, k] = cols[np.argmax(contributions[:, cols], axis=1)]
+    take = min(max_reasons, m)
+    order = np.argsort(-family_total, axis=1, kind="stable")[:, :take]
+    values = np.take_along_axis(family_total, order, axis=1)
+    features = np.take_along_axis(top_member, order, axis=1)
+    positive = values > 0.0
+    code_index = np.where(positive, order, -1)
+    feature_index = np.where(positive, features, -1)
+    values = np.where(positive, values, 0.0)
+    if take < max_reasons:
+        pad = max_reasons - take
+        code_index = np.pad(code_index, ((0, 0), (0, pad)), constant_values=-1)
+        feature_index = np.pad(feature_index, ((0, 0), (0, pad)), constant_values=-1)
+        values = np.pad(values, ((0, 0), (0, pad)), constant_values=0.0)
+    return PrincipalReasons(code_index, feature_index, values)

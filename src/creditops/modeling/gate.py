@@ -1,0 +1,202 @@
+"""The validation gate: configurable thresholds that decide whether a version may ship.
+
+A gate profile (YAML) sets minimums and maximums for test metrics, fairness minimums per
+protected attribute, whether the monotonicity proof is required, and the champion /
+challenger rule. Every threshold becomes one :class:`GateCheck`; the gate passes only when
+every check passes. A minimum passes when ``value >= threshold``, a maximum when
+``value <= threshold``; a metric that could not be computed (None) fails its check.
+
+Champion / challenger: with a ``production`` version present, both are scored on the
+candidate's test split and compared with the paired DeLong test. The candidate fails when
+its AUC is significantly worse than the champion's by more than ``tolerance``: a one-sided
+test of ``H0: auc_candidate - auc_champion >= -tolerance`` rejected at level ``alpha``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from scipy.stats import norm
+
+from creditops.errors import ConfigError
+
+FAIRNESS_METRICS = (
+    "demographic_parity_ratio",
+    "equal_opportunity_ratio",
+    "disparate_impact_ratio",
+    "fairness_score",
+)
+BUILTIN_PROFILES = ("default", "seed")
+
+
+class MetricThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min: dict[str, float] = Field(default_factory=dict)
+    max: dict[str, float] = Field(default_factory=dict)
+
+
+class FairnessThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default: dict[str, float] = Field(default_factory=dict)
+    attributes: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+    def for_attribute(self, attribute: str) -> dict[str, float]:
+        return {**self.default, **self.attributes.get(attribute, {})}
+
+
+class ChampionRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+
+
+class GateProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    metrics: MetricThresholds = Field(default_factory=MetricThresholds)
+    fairness: FairnessThresholds = Field(default_factory=FairnessThresholds)
+    require_monotonicity: bool = True
+    champion: ChampionRule = Field(default_factory=ChampionRule)
+
+
+class GateCheck(BaseModel):
+    metric: str
+    value: float | None
+    threshold: float
+    kind: Literal["min", "max"]
+    passed: bool
+    category: Literal["performance", "fairness", "monotonicity", "champion"]
+    attribute: str | None = None
+
+
+class GateResult(BaseModel):
+    profile: str
+    passed: bool
+    checks: list[GateCheck]
+    champion: dict[str, Any] | None = None
+
+    @property
+    def failed(self) -> list[GateCheck]:
+        return [c for c in self.checks if not c.passed]
+
+
+def _check(
+    metric: str,
+    value: float | None,
+    threshold: float,
+    kind: Literal["min", "max"],
+    category: Literal["performance", "fairness", "monotonicity", "champion"],
+    attribute: str | None = None,
+) -> GateCheck:
+    if value is None or value != value:  # None or NaN
+        passed = False
+        value = None
+    else:
+        passed = value >= threshold if kind == "min" else value <= threshold
+    return GateCheck(
+        metric=metric,
+        value=value,
+        threshold=threshold,
+        kind=kind,
+        passed=passed,
+        category=category,
+        attribute=attribute,
+    )
+
+
+def champion_comparison(
+    auc_candidate: float, auc_champion: float, se: float, rule: ChampionRule
+) -> dict[str, Any]:
+    """One-sided non-inferiority test of the candidate's AUC against the champion's."""
+    difference = auc_candidate - auc_champion
+    if se > 0:
+        p_value = float(norm.cdf((difference + rule.tolerance) / se))
+    else:
+        p_value = 0.0 if difference + rule.tolerance < 0 else 1.0
+    return {
+        "auc_candidate": auc_candidate,
+        "auc_champion": auc_champion,
+        "difference": difference,
+        "se": se,
+        "tolerance": rule.tolerance,
+        "alpha": rule.alpha,
+        "p_value": p_value,
+        "passed": p_value >= rule.alpha,
+    }
+
+
+def evaluate_gate(
+    profile: GateProfile,
+    metrics: dict[str, float],
+    fairness: list[dict[str, Any]],
+    monotonicity: list[dict[str, Any]],
+    champion: dict[str, Any] | None = None,
+) -> GateResult:
+    """Apply every threshold of ``profile``."""
+    checks: list[GateCheck] = []
+    for name, threshold in profile.metrics.min.items():
+        checks.append(_check(name, metrics.get(name), threshold, "min", "performance"))
+    for name, threshold in profile.metrics.max.items():
+        checks.append(_check(name, metrics.get(name), threshold, "max", "performance"))
+    for result in fairness:
+        attribute = str(result["attribute"])
+        for name, threshold in profile.fairness.for_attribute(attribute).items():
+            checks.append(_check(name, result.get(name), threshold, "min", "fairness", attribute))
+    if profile.require_monotonicity:
+        for item in monotonicity:
+            checks.append(
+                _check(
+                    "monotonicity_violations",
+                    float(item["violations"]),
+                    0.0,
+                    "max",
+                    "monotonicity",
+                    str(item["feature"]),
+                )
+            )
+    if champion is not None:
+        checks.append(
+            _check("champion_p_value", champion["p_value"], champion["alpha"], "min", "champion")
+        )
+    return GateResult(
+        profile=profile.name,
+        passed=all(c.passed for c in checks),
+        checks=checks,
+        champion=champion,
+    )
+
+
+def load_gate_profile(ref: str) -> GateProfile:
+    """A profile from a YAML path, or a built-in one by name (``default``, ``seed``)."""
+    if ref in BUILTIN_PROFILES:
+        text = resources.files("creditops.modeling").joinpath(f"gates/{ref}.yaml").read_text()
+        source = f"built-in profile {ref!r}"
+    else:
+        path = Path(ref)
+        if not path.is_file():
+            raise ConfigError(
+                f"gate profile {ref!r} is neither a file nor a built-in profile "
+                f"({', '.join(BUILTIN_PROFILES)})",
+                field="profile",
+            )
+        text = path.read_text(encoding="utf-8")
+        source = str(path)
+    try:
+        data = yaml.safe_load(text)
+        return GateProfile.model_validate(data)
+    except yaml.YAMLError:
+        raise ConfigError(f"{source}: not valid YAML", field="profile") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{source}: {where}: {first['msg']}", field="profile") from None

@@ -1,0 +1,203 @@
+"""Training: split, encode, fit, calibrate, fit the scorecard baseline, build the bundle.
+
+Pure computation on in-memory data (no MLflow, no files): the services layer reads the
+data, calls :func:`train_model`, and registers what comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.model_selection import train_test_split
+
+from creditops.domain.policy import DecisionPolicy, default_cutoff_pds
+from creditops.domain.scaling import ScoreScaling
+from creditops.errors import TrainingError
+from creditops.features.dataset import TrainingData
+from creditops.features.encoder import FeatureEncoder
+from creditops.features.spec import Spec
+from creditops.modeling.bundle import Algorithm, ModelBundle, ScoringModel
+from creditops.modeling.calibration import CalibrationMethod, fit_calibrator
+from creditops.modeling.evaluation import Evaluation, evaluate_model
+from creditops.modeling.lgbm import LgbmInputs, check_monotone, train_booster, tune_params
+from creditops.modeling.profile import build_reference_profile
+from creditops.modeling.scorecard import WoeScorecard
+
+Progress = Callable[[str], None]
+MONOTONE_SAMPLE_ROWS = 200
+MIN_CLASS_ROWS = 10
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    algorithm: Algorithm = "lightgbm"
+    seed: int = 42
+    test_share: float = 0.25
+    calibration_share: float = 0.2
+    calibration_method: CalibrationMethod = "isotonic"
+    policy: DecisionPolicy | None = None
+    tune_trials: int = 0
+    tune_timeout_s: float | None = None
+
+
+@dataclass
+class TrainingResult:
+    bundle: ModelBundle
+    model: ScoringModel
+    evaluation: Evaluation
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Split:
+    fit: npt.NDArray[np.int64]
+    valid: npt.NDArray[np.int64]
+    test: npt.NDArray[np.int64]
+
+
+def split_rows(data: TrainingData, options: TrainOptions) -> Split:
+    """Test rows from the split column or a seeded stratified split; then a calibration fold."""
+    rows = np.arange(data.n_rows)
+    if data.is_test is not None:
+        test, train = rows[data.is_test], rows[~data.is_test]
+    else:
+        train, test = train_test_split(
+            rows, test_size=options.test_share, stratify=data.y, random_state=options.seed
+        )
+    for part, name in ((train, "training"), (test, "test")):
+        counts = np.bincount(data.y[part], minlength=2)
+        if counts.min() < MIN_CLASS_ROWS:
+            raise TrainingError(
+                f"the {name} part has {counts[1]} defaults and {counts[0]} non-defaults; "
+                f"at least {MIN_CLASS_ROWS} of each are needed"
+            )
+    fit, valid = train_test_split(
+        np.sort(train),
+        test_size=options.calibration_share,
+        stratify=data.y[np.sort(train)],
+        random_state=options.seed,
+    )
+    return Split(np.sort(fit), np.sort(valid), np.sort(test))
+
+
+def _resolve_policy(
+    options: TrainOptions, scaling: ScoreScaling, base_rate: float
+) -> DecisionPolicy:
+    if options.policy is not None:
+        return options.policy
+    approve_pd, decline_pd = default_cutoff_pds(base_rate)
+    approve = float(np.round(scaling.points([approve_pd])[0], 1))
+    decline = float(np.round(scaling.points([decline_pd])[0], 1))
+    return DecisionPolicy(version="default", approve_min_score=approve, decline_below_score=decline)
+
+
+def train_model(
+    data: TrainingData,
+    spec: Spec,
+    options: TrainOptions,
+    progress: Progress | None = None,
+) -> TrainingResult:
+    """Train the requested model and its scorecard baseline; evaluate on the test split."""
+    say = progress or (lambda _msg: None)
+    split = split_rows(data, options)
+    names = spec.model_features
+    categorical = [spec.features[n] == "categorical" for n in names]
+    train_rows = np.concatenate([split.fit, split.valid])
+    encoder = FeatureEncoder(names, categorical).fit(data.frame.iloc[train_rows])
+    x_all = encoder.transform(data.frame)
+    x_fit, x_valid, y_fit, y_valid = (
+        x_all[split.fit],
+        x_all[split.valid],
+        data.y[split.fit],
+        data.y[split.valid],
+    )
+    say(f"split: {len(split.fit)} fit, {len(split.valid)} calibration, {len(split.test)} test")
+
+    say("fitting the WoE scorecard baseline (optbinning)")
+    scorecard = WoeScorecard(random_state=options.seed).fit(
+        x_fit, y_fit, feature_names=names, categorical=categorical, monotone=spec.monotone
+    )
+
+    booster_text: str | None = None
+    params: dict[str, Any] = dict(spec.lightgbm)
+    if options.algorithm == "lightgbm":
+        lgb_inputs = LgbmInputs(names, categorical, spec.monotone, options.seed, params)
+        if options.tune_trials > 0:
+            say(f"tuning LightGBM with Optuna ({options.tune_trials} trials max)")
+            params.update(
+                tune_params(
+                    x_fit,
+                    y_fit,
+                    lgb_inputs,
+                    n_trials=options.tune_trials,
+                    timeout_s=options.tune_timeout_s,
+                    on_trial=lambda i, auc: say(f"trial {i}: CV AUC {auc:.4f}"),
+                )
+            )
+            lgb_inputs = LgbmInputs(names, categorical, spec.monotone, options.seed, params)
+        say("training LightGBM")
+        booster = train_booster(x_fit, y_fit, x_valid, y_valid, lgb_inputs)
+        booster_text = booster.model_to_string()
+        margin_valid = np.asarray(booster.predict(x_valid, raw_score=True), dtype=np.float64)
+    else:
+        margin_valid = scorecard.decision_function(x_valid)
+
+    say(f"calibrating ({options.calibration_method}) on the held-out fold")
+    calibrator = fit_calibrator(margin_valid, y_valid, options.calibration_method)
+    scaling = ScoreScaling(**spec.scaling.model_dump())
+    base_rate = float(data.y[train_rows].mean())
+    policy = _resolve_policy(options, scaling, base_rate)
+
+    draft = ModelBundle(
+        spec=spec.model_dump(mode="json"),
+        algorithm=options.algorithm,
+        encoder=encoder.to_dict(),
+        calibrator=calibrator.to_dict(),
+        policy=policy.model_dump(mode="json"),
+        reference_profile={},
+        training={},
+        booster=booster_text,
+        scorecard=scorecard.to_dict() if options.algorithm == "logistic" else None,
+    )
+    model = ScoringModel(draft)
+
+    say("evaluating on the test split")
+    evaluation = evaluate_model(
+        model,
+        data,
+        x_all,
+        split.test,
+        scorecard=scorecard if options.algorithm == "lightgbm" else None,
+    )
+    if model.booster is not None and spec.monotone:
+        rng = np.random.default_rng(options.seed)
+        sample = rng.choice(split.test, size=min(MONOTONE_SAMPLE_ROWS, len(split.test)), replace=False)
+        evaluation.monotonicity = [
+            c.to_dict() for c in check_monotone(model.booster, x_all[sample], names, spec.monotone)
+        ]
+    evaluation.iv_table = scorecard.iv_table()
+
+    train_pd = model.predict_pd(x_all[train_rows])
+    draft.reference_profile = build_reference_profile(
+        data.frame.iloc[train_rows], spec.features, train_pd, scaling.points(train_pd)
+    )
+    draft.training = {
+        "data_sha256": data.data_sha256,
+        "spec_sha256": spec.sha256(),
+        "seed": options.seed,
+        "params": params,
+        "calibration_method": options.calibration_method,
+        "n_fit": int(len(split.fit)),
+        "n_calibration": int(len(split.valid)),
+        "n_test": int(len(split.test)),
+        "base_default_rate": base_rate,
+        "test_metrics": evaluation.metrics,
+        "feature_importance": evaluation.feature_importance,
+    }
+    return TrainingResult(
+        bundle=draft, model=ScoringModel(draft), evaluation=evaluation, warnings=data.warnings
+    )

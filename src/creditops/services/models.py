@@ -1,0 +1,90 @@
+"""Model versions: listing, loading (hash-verified) and promotion."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from creditops.errors import InvalidInputError
+from creditops.modeling.bundle import ScoringModel
+from creditops.registry.mlflow_registry import VersionInfo
+from creditops.services.context import AppContext
+
+ALIASES = ("staging", "production")
+TEST_SET_ARTIFACT = "evaluation/test_set.parquet"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: ScoringModel
+    info: VersionInfo
+
+
+def resolve_ref(version: str | None, alias: str | None) -> str:
+    """A version number or an alias; ``production`` when neither is given."""
+    if version and alias:
+        raise InvalidInputError("give either --version or --alias, not both", field="version")
+    return version or alias or "production"
+
+
+def load_model(ctx: AppContext, name: str, ref: str) -> LoadedModel:
+    """Download the bundle of ``name`` at ``ref`` and verify its hash before using it."""
+    info = ctx.registry.get_version(name, ref)
+    cache = ctx.settings.home_dir / "cache" / "bundles" / name / info.version
+    path = ctx.registry.download_bundle(name, info.version, cache)
+    model = ScoringModel.from_file(path, expected_sha256=info.tags.get("bundle_sha256"))
+    return LoadedModel(model=model, info=info)
+
+
+def load_test_set(ctx: AppContext, name: str, version: str) -> pd.DataFrame:
+    """The test split stored with a version (features, protected attributes, target)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = ctx.registry.download_artifact(name, version, TEST_SET_ARTIFACT, Path(tmp))
+        return pd.read_parquet(path)
+
+
+def list_models(ctx: AppContext, name: str | None = None) -> list[dict[str, Any]]:
+    rows = []
+    for info in ctx.registry.list_versions(name):
+        rows.append(
+            {
+                "name": info.name,
+                "version": info.version,
+                "aliases": list(info.aliases),
+                "created_at": info.created_at.isoformat(),
+                "algorithm": info.tags.get("algorithm", ""),
+                "gate_passed": info.tags.get("gate_passed"),
+                "bundle_sha256": info.tags.get("bundle_sha256", ""),
+                "metrics": {
+                    k: info.metrics[k]
+                    for k in ("auc", "gini", "ks", "brier")
+                    if k in info.metrics
+                },
+            }
+        )
+    return rows
+
+
+def promote(
+    ctx: AppContext, name: str, version: str, alias: str, *, force: bool = False
+) -> VersionInfo:
+    """Point ``alias`` at ``version``; production requires a passed validation gate."""
+    if alias not in ALIASES:
+        raise InvalidInputError(
+            f"--to must be one of {', '.join(ALIASES)}; got {alias!r}", field="to"
+        )
+    info = ctx.registry.get_version(name, version)
+    if alias == "production" and not force and info.tags.get("gate_passed") != "true":
+        state = info.tags.get("gate_passed")
+        why = "has not been validated" if state is None else "failed its validation gate"
+        raise InvalidInputError(
+            f"{name} version {info.version} {why}; run `creditops validate --name {name} "
+            f"--version {info.version}` first, or pass --force",
+            field="version",
+        )
+    ctx.registry.set_alias(name, alias, info.version)
+    return ctx.registry.get_version(name, info.version)

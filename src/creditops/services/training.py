@@ -1,0 +1,253 @@
+"""Train a model from a spec and a file, register it in MLflow, write its report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from creditops.domain.policy import load_policy
+from creditops.errors import InvalidInputError
+from creditops.features.dataset import load_training_data
+from creditops.features.spec import load_spec
+from creditops.modeling.bundle import Algorithm
+from creditops.modeling.calibration import CalibrationMethod
+from creditops.modeling.evaluation import Evaluation, json_safe
+from creditops.modeling.training import Progress, TrainingResult, TrainOptions, train_model
+from creditops.registry.mlflow_registry import RegistrationRequest
+from creditops.reporting.model_report import ModelReportData, render_model_report
+from creditops.services.context import AppContext, git_commit
+from creditops.services.models import TEST_SET_ARTIFACT
+
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    spec_path: Path
+    data_path: Path
+    name: str | None = None
+    algorithm: Algorithm = "lightgbm"
+    policy_path: Path | None = None
+    seed: int | None = None
+    calibration: CalibrationMethod | None = None
+    tune_trials: int = 0
+    tune_timeout_s: float | None = None
+
+
+@dataclass
+class TrainOutcome:
+    name: str
+    version: str
+    run_id: str
+    model_uri: str
+    tracking_uri: str
+    bundle_sha256: str
+    metrics: dict[str, float | None]
+    baseline_metrics: dict[str, float | None] | None
+    uncalibrated_metrics: dict[str, float | None]
+    report: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "model_uri": self.model_uri,
+            "tracking_uri": self.tracking_uri,
+            "bundle_sha256": self.bundle_sha256,
+            "metrics": self.metrics,
+            "baseline_metrics": self.baseline_metrics,
+            "uncalibrated_metrics": self.uncalibrated_metrics,
+            "report": str(self.report),
+            "warnings": self.warnings,
+        }
+
+
+def _params(result: TrainingResult, request: TrainRequest) -> dict[str, str | int | float]:
+    training = result.bundle.training
+    params: dict[str, str | int | float] = {
+        "algorithm": result.bundle.algorithm,
+        "seed": int(training["seed"]),
+        "calibration_method": str(training["calibration_method"]),
+        "n_fit": int(training["n_fit"]),
+        "n_calibration": int(training["n_calibration"]),
+        "n_test": int(training["n_test"]),
+        "policy_version": str(result.bundle.policy["version"]),
+        "approve_min_score": float(result.bundle.policy["approve_min_score"]),
+        "decline_below_score": float(result.bundle.policy["decline_below_score"]),
+        "data_file": request.data_path.name,
+    }
+    for key, value in training["params"].items():
+        params[f"lgbm_{key}"] = value if isinstance(value, (int, float, str)) else str(value)
+    return params
+
+
+def _metrics(evaluation: Evaluation) -> dict[str, float]:
+    metrics = dict(evaluation.metrics)
+    for key, value in evaluation.uncalibrated_metrics.items():
+        metrics[f"uncalibrated_{key}"] = value
+    for key, value in (evaluation.baseline_metrics or {}).items():
+        metrics[f"baseline_{key}"] = value
+    for key, value in (evaluation.uplift or {}).items():
+        metrics[f"uplift_{key}"] = value
+    for item in evaluation.fairness:
+        for key in ("demographic_parity_ratio", "equal_opportunity_ratio", "disparate_impact_ratio",
+                    "fairness_score"):
+            if item.get(key) is not None:
+                metrics[f"fairness_{item['attribute']}_{key}"] = float(item[key])
+    return metrics
+
+
+def evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
+    return {
+        "metrics": json_safe(evaluation.metrics),
+        "uncalibrated_metrics": json_safe(evaluation.uncalibrated_metrics),
+        "baseline_metrics": json_safe(evaluation.baseline_metrics or {}),
+        "calibration_table": evaluation.calibration_table,
+        "gains_table": evaluation.gains_table,
+        "fairness": evaluation.fairness,
+        "iv_table": evaluation.iv_table,
+        "monotonicity": evaluation.monotonicity,
+        "feature_importance": evaluation.feature_importance,
+    }
+
+
+def build_report_data(
+    title: str,
+    name: str,
+    version: str | None,
+    algorithm: str,
+    lineage: dict[str, str],
+    evaluation: Evaluation,
+    **extra: Any,
+) -> ModelReportData:
+    """The report's input from an evaluation (shared by training and validation)."""
+    return ModelReportData(
+        title=title,
+        model_name=name,
+        version=version,
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        algorithm=algorithm,
+        lineage=lineage,
+        metrics=evaluation.metrics,
+        y_test=evaluation.y_test,
+        pd_test=evaluation.pd_test,
+        score_test=evaluation.score_test,
+        calibration_table=evaluation.calibration_table,
+        gains_table=evaluation.gains_table,
+        fairness=evaluation.fairness,
+        baseline_name="logistic WoE scorecard" if evaluation.baseline_metrics else None,
+        baseline_metrics=evaluation.baseline_metrics,
+        baseline_pd_test=evaluation.baseline_pd_test,
+        uncalibrated_metrics=evaluation.uncalibrated_metrics,
+        iv_table=evaluation.iv_table or None,
+        feature_importance=evaluation.feature_importance or None,
+        monotonicity=evaluation.monotonicity or None,
+        **extra,
+    )
+
+
+def train_and_register(
+    ctx: AppContext, request: TrainRequest, progress: Progress | None = None
+) -> TrainOutcome:
+    say = progress or (lambda _msg: None)
+    spec = load_spec(request.spec_path)
+    name = request.name or spec.name
+    if not name:
+        raise InvalidInputError("a model name is needed: pass --name or set name: in the spec",
+                                field="name")
+    defaults = ctx.settings.training
+    max_dirty = spec.max_dirty_share if spec.max_dirty_share is not None else defaults.max_dirty_share
+    say(f"reading {request.data_path.name}")
+    data = load_training_data(request.data_path, spec, max_dirty_share=max_dirty)
+    for warning in data.warnings:
+        say(f"warning: {warning}")
+    options = TrainOptions(
+        algorithm=request.algorithm,
+        seed=request.seed if request.seed is not None else defaults.seed,
+        test_share=defaults.test_share,
+        calibration_share=defaults.calibration_share,
+        calibration_method=request.calibration or defaults.calibration_method,  # type: ignore[arg-type]
+        policy=load_policy(request.policy_path) if request.policy_path else None,
+        tune_trials=request.tune_trials,
+        tune_timeout_s=request.tune_timeout_s,
+    )
+    result = train_model(data, spec, options, progress=say)
+    evaluation = result.evaluation
+    lineage = {
+        "data_sha256": data.data_sha256,
+        "spec_sha256": spec.sha256(),
+        "bundle_sha256": result.bundle.sha256(),
+        "git_commit": git_commit(),
+        "algorithm": request.algorithm,
+        "policy_version": str(result.bundle.policy["version"]),
+        "creditops_version": _version(),
+    }
+    say("registering in MLflow")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        bundle_path = work / "bundle.json"
+        bundle_sha = result.bundle.save(bundle_path)
+        spec_copy = work / "spec.yaml"
+        shutil.copyfile(request.spec_path, spec_copy)
+        evaluation_path = work / "evaluation.json"
+        evaluation_path.write_text(json.dumps(evaluation_json(evaluation), indent=2, default=str))
+        test_path = work / "test_set.parquet"
+        evaluation.test_frame.to_parquet(test_path, index=False)
+        registered = ctx.registry.register(
+            RegistrationRequest(
+                name=name,
+                bundle_path=bundle_path,
+                bundle_sha256=bundle_sha,
+                params=_params(result, request),
+                metrics=_metrics(evaluation),
+                tags=lineage,
+                artifacts={
+                    "spec/spec.yaml": spec_copy,
+                    "evaluation/evaluation.json": evaluation_path,
+                    TEST_SET_ARTIFACT: test_path,
+                },
+                description=f"{request.algorithm} model trained on {request.data_path.name}",
+            )
+        )
+        say("writing the evaluation report")
+        report = ctx.reports_dir / name / f"v{registered.version}" / "evaluation.html"
+        render_model_report(
+            build_report_data(
+                f"Evaluation report: {name} v{registered.version}",
+                name,
+                registered.version,
+                request.algorithm,
+                lineage,
+                evaluation,
+                notes=tuple(data.warnings),
+            ),
+            report,
+        )
+        ctx.registry.log_version_artifact(name, registered.version, report, "reports")
+    return TrainOutcome(
+        name=name,
+        version=registered.version,
+        run_id=registered.run_id,
+        model_uri=registered.model_uri,
+        tracking_uri=ctx.registry.tracking_uri,
+        bundle_sha256=bundle_sha,
+        metrics=json_safe(evaluation.metrics),
+        baseline_metrics=json_safe(evaluation.baseline_metrics)
+        if evaluation.baseline_metrics
+        else None,
+        uncalibrated_metrics=json_safe(evaluation.uncalibrated_metrics),
+        report=report,
+        warnings=data.warnings,
+    )
+
+
+def _version() -> str:
+    from creditops import __version__
+
+    return __version__

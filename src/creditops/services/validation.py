@@ -1,0 +1,134 @@
+"""Run the validation gate on a registered version and record the verdict on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from creditops.features.dataset import TrainingData
+from creditops.modeling.bundle import ScoringModel
+from creditops.modeling.evaluation import Evaluation, evaluate_model
+from creditops.modeling.gate import GateResult, champion_comparison, evaluate_gate, load_gate_profile
+from creditops.modeling.lgbm import check_monotone
+from creditops.modeling.metrics import delong_test
+from creditops.reporting.model_report import render_model_report
+from creditops.services.context import AppContext
+from creditops.services.models import load_model, load_test_set
+from creditops.services.training import build_report_data
+
+MONOTONE_SAMPLE_ROWS = 200
+
+
+@dataclass
+class ValidationOutcome:
+    name: str
+    version: str
+    result: GateResult
+    report: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "profile": self.result.profile,
+            "passed": self.result.passed,
+            "checks": [c.model_dump() for c in self.result.checks],
+            "champion": self.result.champion,
+            "report": str(self.report),
+        }
+
+
+def evaluate_on_test_set(model: ScoringModel, test: pd.DataFrame, seed: int) -> Evaluation:
+    """Re-score a stored test split with ``model`` (metrics, fairness, monotonicity)."""
+    target = model.spec.target.column
+    y = test[target].to_numpy(dtype=np.int8)
+    data = TrainingData(
+        frame=test.drop(columns=[target]),
+        y=y,
+        is_test=None,
+        data_sha256="",
+        n_rows_read=len(test),
+    )
+    x = model.encoder.transform(data.frame)
+    evaluation = evaluate_model(model, data, x, np.arange(len(test)), scorecard=None)
+    if model.booster is not None and model.spec.monotone:
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(len(test), size=min(MONOTONE_SAMPLE_ROWS, len(test)), replace=False)
+        evaluation.monotonicity = [
+            c.to_dict()
+            for c in check_monotone(
+                model.booster, x[rows], model.encoder.feature_names, model.spec.monotone
+            )
+        ]
+    return evaluation
+
+
+def validate(
+    ctx: AppContext, name: str, ref: str | None, profile_ref: str | None
+) -> ValidationOutcome:
+    """Gate ``name`` at ``ref`` (default: the newest version) against a profile."""
+    registry = ctx.registry
+    if ref is None:
+        versions = registry.list_versions(name)
+        ref = versions[0].version if versions else "latest"
+    candidate = load_model(ctx, name, ref)
+    version = candidate.info.version
+    profile = load_gate_profile(profile_ref or candidate.info.tags.get("gate_profile", "default"))
+    test = load_test_set(ctx, name, version)
+    seed = int(candidate.model.bundle.training.get("seed", 0))
+    evaluation = evaluate_on_test_set(candidate.model, test, seed)
+
+    champion = None
+    production = registry.find_alias(name, "production")
+    if profile.champion.enabled and production is not None and production.version != version:
+        incumbent = load_model(ctx, name, production.version)
+        target = candidate.model.spec.target.column
+        x_champion = incumbent.model.encoder.transform(test.drop(columns=[target]))
+        pd_champion = incumbent.model.predict_pd(x_champion)
+        comparison = delong_test(evaluation.y_test, evaluation.pd_test, pd_champion)
+        champion = champion_comparison(
+            comparison.auc_a, comparison.auc_b, comparison.se, profile.champion
+        )
+        champion["version"] = production.version
+
+    result = evaluate_gate(
+        profile, evaluation.metrics, evaluation.fairness, evaluation.monotonicity, champion
+    )
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    registry.set_version_tags(
+        name,
+        version,
+        {
+            "gate_passed": "true" if result.passed else "false",
+            "gate_profile": profile.name,
+            "gate_validated_at": now,
+            "gate_failed_checks": ",".join(c.metric for c in result.failed)[:500],
+        },
+    )
+    lineage = {k: v for k, v in candidate.info.tags.items() if k.endswith("sha256") or k in (
+        "git_commit", "algorithm", "policy_version")}
+    report = ctx.reports_dir / name / f"v{version}" / f"validation-{profile.name}.html"
+    render_model_report(
+        build_report_data(
+            f"Validation report: {name} v{version} against gate '{profile.name}'",
+            name,
+            version,
+            candidate.model.algorithm,
+            lineage,
+            evaluation,
+            gate={
+                "passed": result.passed,
+                "profile": profile.name,
+                "checks": [c.model_dump() for c in result.checks],
+            },
+            champion=champion,
+        ),
+        report,
+    )
+    registry.log_version_artifact(name, version, report, "reports")
+    return ValidationOutcome(name=name, version=version, result=result, report=report)

@@ -1,0 +1,64 @@
+"""Score scaling math and the decision policy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from creditops.domain.policy import DecisionPolicy, KnockoutRule
+from creditops.domain.scaling import ScoreScaling
+
+pytestmark = pytest.mark.unit
+
+
+def test_base_points_and_doubling() -> None:
+    s = ScoreScaling(min_score=None, max_score=None)
+    pd_at_base = 1 / 51  # 50:1 good:bad odds
+    assert s.points([pd_at_base])[0] == pytest.approx(600.0, abs=1e-9)
+    pd_double = 1 / 101  # 100:1 odds: one PDO higher
+    assert s.points([pd_double])[0] == pytest.approx(620.0, abs=1e-9)
+    assert s.factor == pytest.approx(20 / math.log(2))
+    assert s.offset == pytest.approx(600 - 20 / math.log(2) * math.log(50))
+
+
+@pytest.mark.parametrize(
+    ("base", "odds", "pdo"), [(600, 50, 20), (500, 20, 40), (700, 1, 15)], ids=str
+)
+def test_points_inverse_roundtrip(base: float, odds: float, pdo: float) -> None:
+    s = ScoreScaling(base_score=base, base_odds=odds, pdo=pdo, min_score=None, max_score=None)
+    pd_values = np.linspace(0.001, 0.999, 101)
+    np.testing.assert_allclose(s.pd_at(s.points(pd_values)), pd_values, rtol=1e-10)
+
+
+def test_higher_pd_lower_score_and_clipping() -> None:
+    s = ScoreScaling()
+    scores = s.points([1e-12, 0.01, 0.2, 0.9, 1.0])
+    assert np.all(np.diff(scores) <= 0)
+    assert scores[0] == 850.0 and scores[-1] == 300.0
+    assert np.all(np.isfinite(scores))
+
+
+def test_policy_bands_and_knockouts() -> None:
+    policy = DecisionPolicy(
+        approve_min_score=600,
+        decline_below_score=550,
+        knockouts=[
+            KnockoutRule(name="age", feature="age", op="lt", value=18, reason_code="KO1",
+                         reason_text="under age"),
+            KnockoutRule(name="country", feature="country", op="in", value=["XX"],
+                         reason_code="KO2", reason_text="unsupported country"),
+        ],
+    )
+    raw = pd.DataFrame({"age": [30, 17, None, 40, 16], "country": ["DE", "DE", "XX", None, "XX"]})
+    outcome = policy.decide([650, 650, 650, 575, 500], raw)
+    assert outcome.decision.tolist() == ["approve", "decline", "decline", "review", "decline"]
+    # the first rule that fires wins; missing values never fire
+    assert outcome.knockout_index.tolist() == [-1, 0, 1, -1, 0]
+
+
+def test_policy_rejects_inverted_cutoffs() -> None:
+    with pytest.raises(ValueError, match="must not exceed"):
+        DecisionPolicy(approve_min_score=500, decline_below_score=600)
