@@ -119,7 +119,8 @@ def train(
     policy: Annotated[Path | None, typer.Option(help="Decision policy YAML.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     calibration: Annotated[
-        Literal["isotonic", "platt"] | None, typer.Option(help="Calibration method.")
+        Literal["auto", "isotonic", "platt", "none"] | None,
+        typer.Option(help="Calibration method (default auto: chosen by CV Brier)."),
     ] = None,
     tune_trials: Annotated[int, typer.Option(min=0, help="Optuna trials (0 = no tuning).")] = 0,
     tune_timeout: Annotated[float | None, typer.Option(help="Tuning time budget, seconds.")] = None,

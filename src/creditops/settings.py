@@ -32,7 +32,10 @@ class TrainingSettings(BaseModel):
         description="Share of the training part held out to fit the calibrator.",
     )
     calibration_method: str = Field(
-        default="isotonic", pattern="^(isotonic|platt)$", description="isotonic or platt."
+        default="auto",
+        pattern="^(auto|isotonic|platt|none)$",
+        description="auto (pick by cross-validated Brier on the calibration fold), isotonic, "
+        "platt or none.",
     )
     max_dirty_share: float = Field(
         default=0.01,
@@ -40,6 +43,42 @@ class TrainingSettings(BaseModel):
         le=1,
         description="Largest share of rows with unparseable values that training drops "
         "(with a warning) before it refuses the file.",
+    )
+
+
+class ServeSettings(BaseModel):
+    """The decision service (``creditops serve``)."""
+
+    host: str = Field(default="127.0.0.1", description="Interface to bind.")
+    port: int = Field(default=8000, ge=1, le=65535, description="TCP port.")
+    workers: int = Field(default=1, ge=1, le=64, description="Uvicorn worker processes.")
+    models: list[str] = Field(
+        default_factory=list,
+        description="Models to serve; empty = every registered model with a production alias.",
+    )
+    default_model: str | None = Field(
+        default=None, description="Model behind the seed route POST /predict (default: first)."
+    )
+    max_batch: int = Field(default=1000, ge=1, description="Most applications in one request.")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body.")
+    auth_enabled: bool = Field(
+        default=True, description="Require API keys. Disable only for local demos."
+    )
+    metrics_public: bool = Field(
+        default=True, description="Serve /metrics without a key (else scope 'monitor')."
+    )
+    reasons_for: str = Field(
+        default="adverse",
+        pattern="^(adverse|all)$",
+        description="Compute reason codes for 'all' decisions or only 'adverse' ones "
+        "(review and decline), which need them for notices.",
+    )
+    retention_days: int = Field(
+        default=762, ge=1, description="Decision records kept this long (default 25 months)."
+    )
+    log_batch_max: int = Field(default=512, ge=1, description="Group commit: most records.")
+    log_batch_wait_ms: float = Field(
+        default=2.0, ge=0, description="Group commit: longest wait for more records."
     )
 
 
@@ -67,6 +106,7 @@ class Settings(BaseSettings):
         description="Service database URL; default: SQLite (WAL) under CREDITOPS_HOME.",
     )
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -97,6 +137,12 @@ class Settings(BaseSettings):
     @property
     def artifact_root(self) -> Path:
         return self.home_dir / "mlartifacts"
+
+    @property
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home_dir / 'creditops.db'}"
 
     @property
     def reports_dir(self) -> Path:

@@ -8,6 +8,7 @@ in between goes to manual review.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -84,8 +85,12 @@ class DecisionPolicy(BaseModel):
     def knockout_features(self) -> list[str]:
         return sorted({rule.feature for rule in self.knockouts})
 
-    def decide(self, score: npt.ArrayLike, raw: pd.DataFrame | None = None) -> PolicyOutcome:
-        """Decide for every applicant at once."""
+    def decide(
+        self,
+        score: npt.ArrayLike,
+        raw: pd.DataFrame | Mapping[str, Sequence[object]] | None = None,
+    ) -> PolicyOutcome:
+        """Decide for every applicant at once; ``raw`` holds the columns rules read."""
         scores = np.asarray(score, dtype=np.float64)
         decision = np.where(
             scores >= self.approve_min_score,
@@ -96,8 +101,10 @@ class DecisionPolicy(BaseModel):
         if self.knockouts and raw is not None:
             for index in range(len(self.knockouts) - 1, -1, -1):
                 rule = self.knockouts[index]
-                if rule.feature in raw.columns:
-                    knocked[rule.fires(raw[rule.feature])] = index
+                if rule.feature in raw:
+                    column = raw[rule.feature]
+                    series = column if isinstance(column, pd.Series) else pd.Series(column)
+                    knocked[rule.fires(series)] = index
             decision[knocked >= 0] = "decline"
         return PolicyOutcome(decision=decision, knockout_index=knocked)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ from creditops.modeling.explain import principal_reasons as select_reasons
 from creditops.modeling.scorecard import WoeScorecard
 
 Algorithm = Literal["lightgbm", "logistic"]
+ReasonsFor = Literal["all", "adverse", "none"]
 BUNDLE_FORMAT = 1
 
 
@@ -177,29 +179,49 @@ class ScoringModel:
     def predict_pd(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return self.calibrator.predict(self.margin(x))
 
-    # -- batch scoring -----------------------------------------------------------------
-    def score_frame(self, frame: pd.DataFrame, *, with_reasons: bool = True) -> ScoredBatch:
+    # -- scoring ---------------------------------------------------------------------
+    def score_frame(self, frame: pd.DataFrame, *, reasons: ReasonsFor = "all") -> ScoredBatch:
         """Score a frame of raw applicant values, vectorised."""
-        x = self.encoder.transform(frame)
+        return self.score_encoded(self.encoder.transform(frame), frame, reasons=reasons)
+
+    def score_encoded(
+        self,
+        x: npt.NDArray[np.float64],
+        raw: pd.DataFrame | Mapping[str, Sequence[object]] | None,
+        *,
+        reasons: ReasonsFor = "all",
+    ) -> ScoredBatch:
+        """Score encoded rows; ``raw`` holds the columns knock-out rules read.
+
+        ``reasons="adverse"`` computes reason codes only for review and decline decisions
+        (the ones a notice or a reviewer needs); TreeSHAP costs far more than the
+        prediction itself, so the API's hot path uses it.
+        """
         pd_values = self.predict_pd(x)
         score = self.scaling.points(pd_values)
-        outcome = self.policy.decide(score, frame)
+        outcome = self.policy.decide(score, raw)
         n = x.shape[0]
         codes = np.full((n, MAX_REASONS), None, dtype=object)
         texts = np.full((n, MAX_REASONS), None, dtype=object)
         features = np.full((n, MAX_REASONS), None, dtype=object)
         values = np.zeros((n, MAX_REASONS), dtype=np.float64)
-        if with_reasons and n:
-            reasons = select_reasons(self.reason_contributions(x), self.families)
-            self._fill_reasons(reasons, codes, texts, features, values)
-        knocked = outcome.knockout_index >= 0
-        if knocked.any():
+        if reasons == "all":
+            rows = np.arange(n)
+        elif reasons == "adverse":
+            rows = np.flatnonzero(outcome.decision != "approve")
+        else:
+            rows = np.arange(0)
+        if rows.size:
+            selected = select_reasons(self.reason_contributions(x[rows]), self.families)
+            self._fill_reasons(selected, rows, codes, texts, features, values)
+        if (outcome.knockout_index >= 0).any():
             self._prepend_knockouts(outcome.knockout_index, codes, texts, features, values)
         return ScoredBatch(pd_values, score, outcome.decision, codes, texts, features, values)
 
     def _fill_reasons(
         self,
         reasons: PrincipalReasons,
+        rows: npt.NDArray[np.int64],
         codes: npt.NDArray[np.object_],
         texts: npt.NDArray[np.object_],
         features: npt.NDArray[np.object_],
@@ -208,10 +230,10 @@ class ScoringModel:
         code_names = np.array([c.code for c in self.families.codes] + [None], dtype=object)
         code_texts = np.array([c.text for c in self.families.codes] + [None], dtype=object)
         feature_names = np.array([*self.encoder.feature_names, None], dtype=object)
-        codes[:] = code_names[reasons.code_index]
-        texts[:] = code_texts[reasons.code_index]
-        features[:] = feature_names[reasons.feature_index]
-        values[:] = reasons.contribution
+        codes[rows] = code_names[reasons.code_index]
+        texts[rows] = code_texts[reasons.code_index]
+        features[rows] = feature_names[reasons.feature_index]
+        values[rows] = reasons.contribution
 
     def _prepend_knockouts(
         self,

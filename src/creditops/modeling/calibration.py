@@ -20,7 +20,8 @@ from sklearn.linear_model import LogisticRegression
 
 from creditops.errors import InvalidInputError
 
-CalibrationMethod = Literal["isotonic", "platt", "none"]
+CalibrationMethod = Literal["auto", "isotonic", "platt", "none"]
+AUTO_FOLDS = 5
 # Calibrated PDs are kept inside [PD_MIN, 1 - PD_MIN]: an isotonic step of exactly 0 would
 # otherwise give infinite odds, infinite score points and an infinite log loss.
 PD_MIN = 1e-4
@@ -72,7 +73,9 @@ def fit_calibrator(
     if m.shape != target.shape or m.size == 0:
         raise InvalidInputError("margin and y must be non-empty and of equal length")
     if method == "none":
-        return Calibrator(method="platt")
+        return Calibrator(method="none")
+    if method == "auto":
+        return fit_calibrator(m, target, select_calibration(m, target))
     if method == "isotonic":
         iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(m, target)
         return Calibrator(
@@ -86,5 +89,29 @@ def fit_calibrator(
             method="platt", slope=float(lr.coef_[0, 0]), intercept=float(lr.intercept_[0])
         )
     raise InvalidInputError(
-        f"The 'method' parameter must be 'isotonic', 'platt' or 'none'. Got {method!r} instead."
+        "The 'method' parameter must be 'auto', 'isotonic', 'platt' or 'none'. "
+        f"Got {method!r} instead."
     )
+
+
+def select_calibration(margin: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> CalibrationMethod:
+    """Pick none, Platt or isotonic by cross-validated Brier score on the calibration fold.
+
+    Calibration is a model too: on a small fold, or for a booster whose log-loss objective
+    already yields calibrated scores, a fitted map can add more variance than it removes.
+    Stratified K-fold CV within the fold estimates each candidate's out-of-sample Brier score
+    and keeps the best; ``none`` (the raw sigmoid) wins ties, being the simplest.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = StratifiedKFold(n_splits=AUTO_FOLDS, shuffle=True, random_state=0)
+    losses: dict[CalibrationMethod, float] = {"none": 0.0, "platt": 0.0, "isotonic": 0.0}
+    for train, test in folds.split(margin.reshape(-1, 1), y):
+        for method in losses:
+            cal = fit_calibrator(margin[train], y[train], method)
+            losses[method] += float(np.mean((cal.predict(margin[test]) - y[test]) ** 2))
+    best = min(losses.values())
+    for method in ("none", "platt", "isotonic"):
+        if losses[method] <= best:
+            return method  # type: ignore[return-value]
+    return "none"

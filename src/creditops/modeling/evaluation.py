@@ -21,6 +21,10 @@ from creditops.modeling.metrics import (
 from creditops.modeling.scorecard import WoeScorecard
 from creditops.monitoring.fairness import band_numeric, compute_fairness
 
+# Groups smaller than this are reported but left out of the fairness ratios: a rate over a
+# handful of applicants is noise, not evidence of disparate treatment.
+FAIRNESS_MIN_GROUP = 30
+
 
 @dataclass
 class Evaluation:
@@ -74,7 +78,11 @@ def fairness_report(
 ) -> list[dict[str, Any]]:
     return [
         compute_fairness(
-            column, protected_groups(frame, spec, column), approved, defaulted
+            column,
+            protected_groups(frame, spec, column),
+            approved,
+            defaulted,
+            min_group_size=FAIRNESS_MIN_GROUP,
         ).to_dict()
         for column in spec.protected
     ]

@@ -38,7 +38,7 @@ class TrainOptions:
     seed: int = 42
     test_share: float = 0.25
     calibration_share: float = 0.2
-    calibration_method: CalibrationMethod = "isotonic"
+    calibration_method: CalibrationMethod = "auto"
     policy: DecisionPolicy | None = None
     tune_trials: int = 0
     tune_timeout_s: float | None = None
@@ -190,7 +190,7 @@ def train_model(
         "spec_sha256": spec.sha256(),
         "seed": options.seed,
         "params": params,
-        "calibration_method": options.calibration_method,
+        "calibration_method": calibrator.method,
         "n_fit": int(len(split.fit)),
         "n_calibration": int(len(split.valid)),
         "n_test": int(len(split.test)),

@@ -1,0 +1,114 @@
+"""Domain errors and validation failures as RFC 9457 problem+json responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from creditops.errors import (
+    CreditopsError,
+    IntegrityError,
+    InvalidInputError,
+    NotFoundError,
+)
+
+log = logging.getLogger("creditops.api")
+PROBLEM = "application/problem+json"
+
+
+class ApiProblem(Exception):
+    """An HTTP-level refusal raised inside ``api/`` (auth, size limits, conflicts)."""
+
+    def __init__(self, status: int, code: str, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.field = field
+
+
+def problem(
+    status: int, code: str, detail: str, *, errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"https://creditops.dev/problems/{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def status_for(exc: CreditopsError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, InvalidInputError):
+        return 422
+    if isinstance(exc, IntegrityError):
+        return 503
+    return 500
+
+
+def install_problem_handlers(app: FastAPI, on_error: Any = None) -> None:
+    def count(kind: str) -> None:
+        if on_error is not None:
+            on_error(kind)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            count("invalid_json")
+            return problem(400, "invalid_json", "The request body is not valid JSON.")
+        details = [
+            {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "")),
+             "type": str(e.get("type", ""))}
+            for e in errors
+        ]
+        count("validation_error")
+        first = details[0] if details else {"field": "body", "message": "invalid"}
+        return problem(
+            422, "validation_error", f"{first['field']}: {first['message']}", errors=details
+        )
+
+    @app.exception_handler(ApiProblem)
+    async def _api_problem(_: Request, exc: ApiProblem) -> JSONResponse:
+        count(exc.code)
+        errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem(exc.status, exc.code, exc.detail, errors=errors, headers=headers)
+
+    @app.exception_handler(CreditopsError)
+    async def _domain(_: Request, exc: CreditopsError) -> JSONResponse:
+        status = status_for(exc)
+        count(exc.code)
+        if status >= 500:
+            log.error("request failed: %s", exc.message)
+        errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
+        return problem(status, exc.code, exc.message, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        count(code)
+        return problem(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        count("internal_error")
+        log.exception("unhandled error", exc_info=exc)
+        return problem(500, "internal_error", "An internal error occurred; it has been logged.")

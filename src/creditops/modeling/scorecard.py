@@ -1,0 +1,512 @@
+"""Logistic scorecard on weight-of-evidence (WoE) binned features: the benchmark model.
+
+Each feature is binned with optbinning's ``OptimalBinning`` (missing values get their own
+bin), the fitted binning is copied into a plain numpy representation (split points or a
+code -> WoE map), and a scikit-learn ``LogisticRegression`` is fitted on the WoE matrix.
+No optbinning object is kept, so scoring is vectorised numpy and the model is plain JSON.
+
+Sign convention. optbinning defines ``WoE = ln(share of non-events / share of events)``,
+so *high* WoE means *low* risk and a logistic regression on it gets negative coefficients.
+This module uses the opposite, risk-oriented sign, ``WoE = ln(share of events / share of
+non-events)`` (events are defaults), so that a positive WoE means riskier than average,
+the coefficients come out positive (close to 1 for a feature that acts alone) and a
+positive contribution pushes towards default. Bins without events or without non-events
+get WoE 0, as in optbinning.
+
+Feature selection. Features with information value (IV) below :data:`MIN_IV` are kept in
+``iv_`` but left out of the logistic model. If a coefficient comes out negative (a feature
+whose effect reverses once correlated features are present, which would make the points
+contradict the univariate evidence), the most negative one is dropped and the model is
+refitted until every coefficient is non-negative. IV above :data:`LEAKAGE_IV` is reported
+as a possible target leak (the feature is still used).
+
+Scoring of values not seen in training. NaN always scores the WoE of the missing bin (0 if
+training had no missing values). For categorical features a code that never occurred in
+training (or a non-integer or negative value) scores WoE 0, i.e. neutral (the average
+risk), which is also what optbinning does for unknown categories. The encoder already maps
+categories unseen at encoding time to NaN; the neutral rule covers codes the encoder knows
+but the scorecard's training rows never contained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from optbinning import OptimalBinning
+from scipy.special import expit
+from sklearn.linear_model import LogisticRegression
+
+from creditops.errors import InvalidInputError, TrainingError
+
+FloatArray = npt.NDArray[np.float64]
+
+MIN_IV = 0.02
+"""Features with a smaller IV are too weak to enter the logistic model."""
+LEAKAGE_IV = 0.5
+"""Features with a larger IV are flagged as possible target leakage."""
+FORMAT = "creditops.woe_scorecard"
+FORMAT_VERSION = 1
+_TRENDS = {"increasing": "ascending", "decreasing": "descending"}
+_MAX_ITER = 1000
+
+
+def woe_and_iv(n_event: FloatArray, n_nonevent: FloatArray) -> tuple[FloatArray, float]:
+    """Risk-oriented WoE per bin and the total information value.
+
+    ``woe = ln(p_event / p_nonevent)`` and ``IV = sum((p_event - p_nonevent) * woe)``
+    (Siddiqi, *Credit Risk Scorecards*, 2006), over bins holding both classes only.
+    """
+    total_event = float(n_event.sum())
+    total_nonevent = float(n_nonevent.sum())
+    ok = (n_event > 0) & (n_nonevent > 0)
+    woe = np.zeros(len(n_event), dtype=np.float64)
+    iv = 0.0
+    if ok.any():
+        p_event = n_event[ok] / total_event
+        p_nonevent = n_nonevent[ok] / total_nonevent
+        woe[ok] = np.log(p_event / p_nonevent)
+        iv = float(np.sum((p_event - p_nonevent) * woe[ok]))
+    return woe, iv
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureBinning:
+    """One feature's binning, as plain arrays.
+
+    Numeric: ``splits`` ascending; bin ``i`` holds ``splits[i-1] <= x < splits[i]`` (the
+    rule of optbinning's ``np.digitize(..., right=False)``) and ``woe`` has one value per
+    bin. Categorical: ``codes`` are the category codes seen in training and ``woe`` has one
+    value per code (codes grouped in one bin share a value); ``n_bins`` counts the groups.
+    """
+
+    name: str
+    categorical: bool
+    splits: FloatArray
+    codes: npt.NDArray[np.int64]
+    woe: FloatArray
+    missing_woe: float
+    n_bins: int
+    iv: float
+
+    def transform(self, column: FloatArray) -> FloatArray:
+        missing = np.isnan(column)
+        if self.categorical:
+            lookup = np.zeros(int(self.codes.max(initial=-1)) + 2, dtype=np.float64)
+            lookup[self.codes] = self.woe
+            known = ~missing & (column >= 0) & (column < len(lookup) - 1)
+            known &= column == np.floor(column)
+            index = np.where(known, column, len(lookup) - 1).astype(np.int64)
+            out = lookup[index]  # the last slot is the neutral 0 for unknown codes
+        else:
+            out = self.woe[np.searchsorted(self.splits, column, side="right")]
+        out[missing] = self.missing_woe
+        return out
+
+    def attainable_woe(self) -> FloatArray:
+        """Every value :meth:`transform` can return (bins, missing bin, unknown code)."""
+        extra = [self.missing_woe, 0.0] if self.categorical else [self.missing_woe]
+        return np.concatenate([self.woe, np.asarray(extra, dtype=np.float64)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "categorical": self.categorical,
+            "splits": [float(v) for v in self.splits],
+            "codes": [int(v) for v in self.codes],
+            "woe": [float(v) for v in self.woe],
+            "missing_woe": float(self.missing_woe),
+            "n_bins": int(self.n_bins),
+            "iv": float(self.iv),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureBinning:
+        return cls(
+            name=str(d["name"]),
+            categorical=bool(d["categorical"]),
+            splits=np.asarray(d["splits"], dtype=np.float64),
+            codes=np.asarray(d["codes"], dtype=np.int64),
+            woe=np.asarray(d["woe"], dtype=np.float64),
+            missing_woe=float(d["missing_woe"]),
+            n_bins=int(d["n_bins"]),
+            iv=float(d["iv"]),
+        )
+
+
+def _trivial_binning(name: str, categorical: bool) -> FeatureBinning:
+    """A single neutral bin, for a feature with no observed value in training."""
+    return FeatureBinning(
+        name=name,
+        categorical=categorical,
+        splits=np.empty(0, dtype=np.float64),
+        codes=np.empty(0, dtype=np.int64),
+        woe=np.empty(0, dtype=np.float64) if categorical else np.zeros(1, dtype=np.float64),
+        missing_woe=0.0,
+        n_bins=0 if categorical else 1,
+        iv=0.0,
+    )
+
+
+def _optbinning_fit(
+    name: str,
+    column: FloatArray,
+    y: npt.NDArray[np.int64],
+    *,
+    categorical: bool,
+    trend: str,
+    min_bin_share: float,
+    max_n_bins: int,
+    random_state: int,
+) -> OptimalBinning:
+    binning = OptimalBinning(
+        name=name,
+        dtype="categorical" if categorical else "numerical",
+        monotonic_trend=trend,
+        min_bin_size=min_bin_share,
+        max_n_bins=max_n_bins,
+        random_state=random_state,  # forwarded to the CART pre-binning tree
+    )
+    try:
+        binning.fit(column, y)
+    except ValueError as exc:
+        raise TrainingError(f"could not bin feature {name!r}: {exc}") from exc
+    if binning.status not in ("OPTIMAL", "FEASIBLE"):
+        raise TrainingError(f"optimal binning of feature {name!r} ended {binning.status}")
+    return binning
+
+
+def fit_feature_binning(
+    name: str,
+    column: FloatArray,
+    y: npt.NDArray[np.int64],
+    *,
+    categorical: bool,
+    trend: str,
+    min_bin_share: float,
+    max_n_bins: int,
+    random_state: int,
+) -> FeatureBinning:
+    """Bin one column with optbinning and copy the result into a :class:`FeatureBinning`."""
+    present = ~np.isnan(column)
+    if not present.any():
+        return _trivial_binning(name, categorical)
+    binning = _optbinning_fit(
+        name,
+        column,
+        y,
+        categorical=categorical,
+        trend=trend,
+        min_bin_share=min_bin_share,
+        max_n_bins=max_n_bins,
+        random_state=random_state,
+    )
+    table = binning.binning_table
+    # Rows: the regular bins, then the special-codes bin (always empty here), then missing.
+    woe_all, iv = woe_and_iv(
+        np.asarray(table.n_event, dtype=np.float64),
+        np.asarray(table.n_nonevent, dtype=np.float64),
+    )
+    bin_woe, missing_woe = woe_all[:-2], float(woe_all[-1])
+    splits = binning.splits
+    if not categorical:
+        return FeatureBinning(
+            name=name,
+            categorical=False,
+            splits=np.asarray(splits, dtype=np.float64),
+            codes=np.empty(0, dtype=np.int64),
+            woe=bin_woe,
+            missing_woe=missing_woe,
+            n_bins=len(bin_woe),
+            iv=iv,
+        )
+    if len(splits):
+        groups = [np.asarray(g, dtype=np.float64).astype(np.int64) for g in splits]
+    else:  # optbinning put every category in one bin
+        groups = [np.unique(column[present]).astype(np.int64)]
+    codes = np.concatenate(groups)
+    woe = np.concatenate([np.full(len(g), bin_woe[b]) for b, g in enumerate(groups)])
+    order = np.argsort(codes, kind="stable")
+    return FeatureBinning(
+        name=name,
+        categorical=True,
+        splits=np.empty(0, dtype=np.float64),
+        codes=codes[order],
+        woe=woe[order],
+        missing_woe=missing_woe,
+        n_bins=len(groups),
+        iv=iv,
+    )
+
+
+def _check_matrix(x: object, n_features: int | None = None) -> FloatArray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2:
+        raise InvalidInputError(f"X must be a 2-D matrix, got {arr.ndim} dimension(s)")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise InvalidInputError(
+            f"X has {arr.shape[1]} columns but the scorecard was fitted on {n_features}"
+        )
+    return arr
+
+
+def _check_target(y: object, n_rows: int) -> npt.NDArray[np.int64]:
+    arr = np.asarray(y)
+    if arr.ndim != 1 or len(arr) != n_rows:
+        raise InvalidInputError(f"y must be 1-D with {n_rows} values, got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf" or not np.isin(arr, (0, 1)).all():
+        raise InvalidInputError("y must be binary: 0 (repaid) or 1 (default)", field="y")
+    labels = arr.astype(np.int64)
+    if labels.min() == labels.max():
+        raise TrainingError("y holds a single class; a scorecard needs defaults and non-defaults")
+    return labels
+
+
+def _check_params(min_bin_share: float, max_n_bins: int, c: float) -> None:
+    if not 0.0 < min_bin_share <= 0.5:
+        raise InvalidInputError(f"min_bin_share must be in (0, 0.5], got {min_bin_share}")
+    if max_n_bins < 2:
+        raise InvalidInputError(f"max_n_bins must be at least 2, got {max_n_bins}")
+    if not c > 0.0:
+        raise InvalidInputError(f"C must be positive, got {c}")
+
+
+def _check_features(
+    x: FloatArray,
+    feature_names: Sequence[str],
+    categorical: Sequence[bool],
+    monotone: Mapping[str, str],
+) -> None:
+    k = x.shape[1]
+    if len(feature_names) != k or len(categorical) != k:
+        raise InvalidInputError(
+            f"X has {k} columns but {len(feature_names)} feature names "
+            f"and {len(categorical)} categorical flags were given"
+        )
+    if len(set(feature_names)) != k:
+        raise InvalidInputError("feature names must be unique")
+    if np.isinf(x).any():
+        raise InvalidInputError("X contains infinite values; use NaN for missing")
+    for j, is_cat in enumerate(categorical):
+        values = x[:, j][~np.isnan(x[:, j])]
+        if is_cat and ((values < 0).any() or (values != np.floor(values)).any()):
+            raise InvalidInputError(
+                f"categorical feature {feature_names[j]!r} must hold integer codes >= 0",
+                field=feature_names[j],
+            )
+    kinds = dict(zip(feature_names, categorical, strict=True))
+    for name, direction in monotone.items():
+        if name not in kinds:
+            raise InvalidInputError(f"monotone names an unknown feature {name!r}", field=name)
+        if direction not in _TRENDS:
+            raise InvalidInputError(
+                f"monotone direction of {name!r} must be 'increasing' or 'decreasing', "
+                f"got {direction!r}",
+                field=name,
+            )
+        if kinds[name]:
+            raise InvalidInputError(f"monotone feature {name!r} must be numeric", field=name)
+
+
+class WoeScorecard:
+    """Logistic regression on WoE-binned features, scikit-learn style.
+
+    Learned state: ``feature_names_``, ``binnings_`` (one :class:`FeatureBinning` per
+    column), ``iv_`` (feature -> IV), ``used_`` (bool per column), ``coef_`` (per column,
+    0 where unused) and ``base_value_`` (the intercept).
+    """
+
+    feature_names_: list[str]
+    binnings_: list[FeatureBinning]
+    iv_: dict[str, float]
+    used_: npt.NDArray[np.bool_]
+    coef_: FloatArray
+    base_value_: float
+
+    def __init__(
+        self,
+        *,
+        min_bin_share: float = 0.05,
+        max_n_bins: int = 10,
+        C: float = 1.0,  # noqa: N803 - scikit-learn's name for the inverse regularisation
+        random_state: int = 0,
+    ) -> None:
+        self.min_bin_share = min_bin_share
+        self.max_n_bins = max_n_bins
+        self.C = C
+        self.random_state = random_state
+
+    # -- fitting ---------------------------------------------------------------------------
+    def fit(
+        self,
+        X: FloatArray,  # noqa: N803 - scikit-learn convention
+        y: npt.NDArray[Any],
+        *,
+        feature_names: Sequence[str],
+        categorical: Sequence[bool],
+        monotone: Mapping[str, str] | None = None,
+    ) -> WoeScorecard:
+        """Bin every feature, then fit the logistic regression on the WoE matrix."""
+        _check_params(self.min_bin_share, self.max_n_bins, self.C)
+        x = _check_matrix(X)
+        labels = _check_target(y, x.shape[0])
+        directions = dict(monotone or {})
+        _check_features(x, feature_names, categorical, directions)
+        binnings = []
+        for j, (name, is_cat) in enumerate(zip(feature_names, categorical, strict=True)):
+            trend = "auto" if is_cat else _TRENDS.get(directions.get(name, ""), "auto_asc_desc")
+            binnings.append(
+                fit_feature_binning(
+                    name,
+                    np.ascontiguousarray(x[:, j]),
+                    labels,
+                    categorical=bool(is_cat),
+                    trend=trend,
+                    min_bin_share=self.min_bin_share,
+                    max_n_bins=self.max_n_bins,
+                    random_state=self.random_state,
+                )
+            )
+        self.feature_names_ = list(feature_names)
+        self.binnings_ = binnings
+        self.iv_ = {b.name: b.iv for b in binnings}
+        woe = self._woe(x)
+        self.coef_, self.base_value_ = self._fit_logistic(woe, labels)
+        self.used_ = self.coef_ != 0.0
+        return self
+
+    def _fit_logistic(self, woe: FloatArray, y: npt.NDArray[np.int64]) -> tuple[FloatArray, float]:
+        """Fit on the strong features, dropping the most negative coefficient until none is.
+
+        With no usable feature the model is intercept-only: the training log-odds.
+        """
+        active = [j for j, b in enumerate(self.binnings_) if b.iv >= MIN_IV]
+        coef = np.zeros(woe.shape[1], dtype=np.float64)
+        while active:
+            model = LogisticRegression(
+                C=self.C, solver="lbfgs", max_iter=_MAX_ITER, random_state=self.random_state
+            ).fit(woe[:, active], y)
+            fitted = np.asarray(model.coef_[0], dtype=np.float64)
+            worst = int(np.argmin(fitted))
+            if fitted[worst] >= 0.0:
+                coef[active] = fitted
+                return coef, float(model.intercept_[0])
+            del active[worst]
+        rate = float(np.mean(y))
+        return coef, float(np.log(rate / (1.0 - rate)))
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise InvalidInputError("the scorecard is not fitted yet; call fit() first")
+
+    def _woe(self, x: FloatArray) -> FloatArray:
+        out = np.empty(x.shape, dtype=np.float64)
+        for j, binning in enumerate(self.binnings_):
+            out[:, j] = binning.transform(x[:, j])
+        return out
+
+    def woe_transform(self, X: FloatArray) -> FloatArray:  # noqa: N803
+        """Risk-oriented WoE of every cell, shape (n, k)."""
+        self._check_fitted()
+        return self._woe(_check_matrix(X, len(self.binnings_)))
+
+    def contributions(self, X: FloatArray) -> FloatArray:  # noqa: N803
+        """Per-feature log-odds contributions ``coef * woe`` (0 for unused features)."""
+        return self.woe_transform(X) * self.coef_
+
+    def decision_function(self, X: FloatArray) -> FloatArray:  # noqa: N803
+        """Log-odds of default; exactly ``contributions(X).sum(1) + base_value_``."""
+        result: FloatArray = self.contributions(X).sum(axis=1) + self.base_value_
+        return result
+
+    def predict_pd(self, X: FloatArray) -> FloatArray:  # noqa: N803
+        """Probability of default (uncalibrated logistic output)."""
+        return np.asarray(expit(self.decision_function(X)), dtype=np.float64)
+
+    def min_contributions(self) -> FloatArray:
+        """Per feature, the lowest contribution any input can get (its best bin)."""
+        self._check_fitted()
+        return np.asarray(
+            [
+                np.min(c * b.attainable_woe())
+                for c, b in zip(self.coef_, self.binnings_, strict=True)
+            ],
+            dtype=np.float64,
+        )
+
+    def reason_contributions(self, X: FloatArray) -> FloatArray:  # noqa: N803
+        """Points below the reference: contribution minus the feature's best attainable one.
+
+        "Attainable" covers every value scoring can produce for the feature, the missing
+        bin included, so the result is >= 0 and exactly 0 in the best bin. These are the
+        scorecard points an applicant loses per feature, used for adverse-action reasons.
+        """
+        # Exact: the minimum is taken over the very products contributions() computes.
+        result: FloatArray = self.contributions(X) - self.min_contributions()
+        return result
+
+    # -- reporting -------------------------------------------------------------------------
+    def used_features(self) -> list[str]:
+        self._check_fitted()
+        return [n for n, u in zip(self.feature_names_, self.used_, strict=True) if u]
+
+    def iv_table(self) -> list[dict[str, Any]]:
+        """One row per feature, strongest first (ties by name)."""
+        self._check_fitted()
+        rows = [
+            {
+                "feature": b.name,
+                "iv": b.iv,
+                "n_bins": b.n_bins,
+                "used": bool(used),
+                "leakage_suspect": b.iv > LEAKAGE_IV,
+            }
+            for b, used in zip(self.binnings_, self.used_, strict=True)
+        ]
+        return sorted(rows, key=lambda r: (-r["iv"], r["feature"]))
+
+    # -- persistence -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state; :meth:`from_dict` rebuilds a model scoring bit for bit alike."""
+        self._check_fitted()
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "params": {
+                "min_bin_share": float(self.min_bin_share),
+                "max_n_bins": int(self.max_n_bins),
+                "C": float(self.C),
+                "random_state": int(self.random_state),
+            },
+            "features": [b.to_dict() for b in self.binnings_],
+            "coef": [float(c) for c in self.coef_],
+            "intercept": float(self.base_value_),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> WoeScorecard:
+        if d.get("format") != FORMAT or d.get("format_version") != FORMAT_VERSION:
+            raise InvalidInputError(
+                f"not a {FORMAT} v{FORMAT_VERSION} document: "
+                f"{d.get('format')!r} v{d.get('format_version')!r}"
+            )
+        try:
+            model = cls(**d["params"])
+            binnings = [FeatureBinning.from_dict(f) for f in d["features"]]
+            coef = np.asarray(d["coef"], dtype=np.float64)
+            intercept = float(d["intercept"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"malformed scorecard document: {exc!r}") from exc
+        if coef.shape != (len(binnings),):
+            raise InvalidInputError("malformed scorecard document: one coefficient per feature")
+        model.feature_names_ = [b.name for b in binnings]
+        model.binnings_ = binnings
+        model.iv_ = {b.name: b.iv for b in binnings}
+        model.coef_ = coef
+        model.used_ = coef != 0.0
+        model.base_value_ = intercept
+        return model

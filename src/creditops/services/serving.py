@@ -1,0 +1,194 @@
+"""Which model version answers a request, and the decisions it returns.
+
+:class:`ModelRouter` is the one component that decides routing. Today every request for a
+model goes to the version behind its ``production`` alias; canary, shadow and A/B routing
+will plug in here as a pure function of (deployment state, application id hash), so every
+replica agrees without coordination. Slots are replaced by assigning a new immutable
+object, which is atomic for readers.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from creditops.errors import ModelNotFoundError
+from creditops.modeling.bundle import ReasonsFor, ScoringModel
+from creditops.registry.mlflow_registry import VersionInfo
+from creditops.services.context import AppContext
+from creditops.services.models import load_model
+
+SUSPENDED_CODE = "SUSPENDED"
+SUSPENDED_TEXT = "automated decisioning suspended"
+
+
+@dataclass(frozen=True)
+class ServingSlot:
+    name: str
+    version: str
+    model: ScoringModel
+    info: VersionInfo
+    route: str = "production"
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class ModelRouter:
+    def __init__(self, slots: dict[str, ServingSlot] | None = None) -> None:
+        self._slots: dict[str, ServingSlot] = dict(slots or {})
+
+    def names(self) -> list[str]:
+        return sorted(self._slots)
+
+    def slots(self) -> list[ServingSlot]:
+        return [self._slots[n] for n in self.names()]
+
+    def route(self, name: str, application_id: str | None = None) -> ServingSlot:
+        del application_id  # used by canary / A/B routing
+        try:
+            return self._slots[name]
+        except KeyError:
+            raise ModelNotFoundError(name) from None
+
+    def swap(self, slot: ServingSlot) -> None:
+        slots = dict(self._slots)
+        slots[slot.name] = slot
+        self._slots = slots
+
+
+def load_router(ctx: AppContext, names: Sequence[str]) -> ModelRouter:
+    """Load the production version of each named model (every aliased model if empty)."""
+    if not names:
+        names = [
+            n for n in ctx.registry.model_names() if ctx.registry.find_alias(n, "production")
+        ]
+    slots = {}
+    for name in names:
+        loaded = load_model(ctx, name, "production")
+        slots[name] = ServingSlot(name, loaded.info.version, loaded.model, loaded.info)
+    return ModelRouter(slots)
+
+
+@dataclass(frozen=True)
+class Application:
+    application_id: str
+    features: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    text: str
+    feature: str | None
+    value: Any
+    contribution: float
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    decision_id: str
+    application_id: str
+    model_name: str
+    model_version: str
+    policy_version: str
+    route: str
+    pd: float
+    score: float
+    decision: str
+    reasons: list[Reason]
+    suspended: bool
+    created_at: datetime
+    score_range: tuple[float | None, float | None]
+
+
+def decide(
+    slot: ServingSlot,
+    applications: Sequence[Application],
+    *,
+    reasons: ReasonsFor,
+    suspended: bool,
+) -> list[DecisionResult]:
+    """Score applications with one slot. Pure CPU work: no I/O, no awaiting."""
+    model = slot.model
+    encoder = model.encoder
+    if len(applications) == 1:
+        x = encoder.encode_row(applications[0].features)
+    else:
+        x = np.vstack([encoder.encode_row(a.features) for a in applications])
+    raw = {
+        f: [a.features.get(f) for a in applications] for f in model.policy.knockout_features()
+    }
+    batch = model.score_encoded(x, raw or None, reasons=reasons)
+    now = datetime.now(UTC)
+    results = []
+    for i, app in enumerate(applications):
+        found = []
+        for j in range(batch.reason_codes.shape[1]):
+            code = batch.reason_codes[i, j]
+            if code is None:
+                break
+            feature = batch.reason_features[i, j]
+            found.append(
+                Reason(
+                    code=str(code),
+                    text=str(batch.reason_texts[i, j]),
+                    feature=feature,
+                    value=app.features.get(feature) if feature else None,
+                    contribution=float(batch.reason_contributions[i, j]),
+                )
+            )
+        decision = str(batch.decision[i])
+        if suspended:
+            decision = "review"
+            found = [Reason(SUSPENDED_CODE, SUSPENDED_TEXT, None, None, 0.0), *found[:3]]
+        results.append(
+            DecisionResult(
+                decision_id=str(uuid.uuid4()),
+                application_id=app.application_id,
+                model_name=slot.name,
+                model_version=slot.version,
+                policy_version=model.policy.version,
+                route=slot.route,
+                pd=float(batch.pd[i]),
+                score=float(batch.score[i]),
+                decision=decision,
+                reasons=found,
+                suspended=suspended,
+                created_at=now,
+                score_range=model.scaling.score_range(),
+            )
+        )
+    return results
+
+
+def explain(slot: ServingSlot, features: dict[str, Any]) -> dict[str, Any]:
+    """Every feature's contribution (log-odds) for one applicant, plus the base value."""
+    model = slot.model
+    x = model.encoder.encode_row(features)
+    contrib, base = model.contributions(x)
+    margin = float(model.margin(x)[0])
+    pd_value = float(model.calibrator.predict(np.array([margin]))[0])
+    return {
+        "base_value": float(base[0]),
+        "raw_score": margin,
+        "pd": pd_value,
+        "score": float(model.scaling.points([pd_value])[0]),
+        "contributions": [
+            {
+                "feature": name,
+                "value": features.get(name),
+                "contribution": float(contrib[0, j]),
+                "used_by_model": name in model.used_features,
+            }
+            for j, name in enumerate(model.encoder.feature_names)
+        ],
+    }
+
+
+def elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
