@@ -476,6 +476,11 @@ def _roundtrip(registry: ModelRegistry, inputs: Path, out: Path) -> None:
     report = registry.download_artifact("fresh", "2", "reports/evaluation.html", out / "r")
     assert report.read_text() == "<html>fresh v2</html>"
     assert registry.model_names() == ["fresh"]
+    assert registry.find_alias("fresh", "staging") is None
+    with pytest.raises(ModelVersionNotFoundError):
+        registry.get_version("fresh", "3")
+    with pytest.raises(ModelNotFoundError):
+        registry.get_version("other", "1")
 
 
 def test_fresh_sqlite_store_writes_nothing_to_cwd_and_is_quiet(

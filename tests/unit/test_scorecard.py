@@ -101,6 +101,11 @@ def test_woe_matches_optbinning_transform(
         column = np.where(column < 0, 99.0, column)
         probe = probe.copy()
         probe[:, j] = column
+    else:  # values exactly on a split point belong to the bin above it
+        at_splits = np.zeros((len(binning.splits), len(NAMES)))
+        at_splits[:, j] = binning.splits
+        probe = np.vstack([probe, at_splits])
+        column = probe[:, j]
     expected = binning.transform(column, metric="woe", metric_missing="empirical")
     # optbinning's WoE is ln(non-event share / event share): ours is its negative.
     np.testing.assert_allclose(fitted.woe_transform(probe)[:, j], -expected, rtol=1e-12, atol=1e-12)
@@ -363,6 +368,12 @@ def _fit(x: Any, y: Any, **kwargs: Any) -> WoeScorecard:
     return WoeScorecard().fit(x, y, **options)
 
 
+def _broken_document() -> dict[str, Any]:
+    document = _fit(GOOD_X, GOOD_Y).to_dict()
+    document["features"][0]["woe"].append(0.0)  # one WoE more than there are bins
+    return document
+
+
 GOOD_X = np.column_stack([np.linspace(0, 1, 40), np.tile([0.0, 1.0], 20)])
 GOOD_Y = np.tile([0, 1, 1, 0], 10)
 
@@ -400,6 +411,7 @@ GOOD_Y = np.tile([0, 1, 1, 0], 10)
         (lambda: _fit(GOOD_X, GOOD_Y).contributions(GOOD_X[0]), InvalidInputError),
         (lambda: WoeScorecard().predict_pd(GOOD_X), InvalidInputError),
         (lambda: WoeScorecard.from_dict({"format": "other"}), InvalidInputError),
+        (lambda: WoeScorecard.from_dict(_broken_document()), InvalidInputError),
         (
             lambda: WoeScorecard.from_dict({**_fit(GOOD_X, GOOD_Y).to_dict(), "coef": [1.0]}),
             InvalidInputError,
@@ -426,6 +438,7 @@ GOOD_Y = np.tile([0, 1, 1, 0], 10)
         "predict-1d",
         "not-fitted",
         "from-dict-format",
+        "from-dict-bin-count",
         "from-dict-coef-length",
     ],
 )

@@ -37,6 +37,7 @@ from creditops.modeling.scorecard import WoeScorecard
 Algorithm = Literal["lightgbm", "logistic"]
 ReasonsFor = Literal["all", "adverse", "none"]
 BUNDLE_FORMAT = 1
+PARALLEL_ROWS = 1000
 
 
 @dataclass
@@ -163,7 +164,12 @@ class ScoringModel:
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Per-feature contributions and base values; their sum equals :meth:`margin`."""
         if self.booster is not None:
-            full = np.asarray(self.booster.predict(x, pred_contrib=True), dtype=np.float64)
+            # Models are trained single-threaded for reproducibility; explaining a batch may
+            # use every core (num_threads=0), which does not change the result.
+            threads = 0 if x.shape[0] >= PARALLEL_ROWS else 1
+            full = np.asarray(
+                self.booster.predict(x, pred_contrib=True, num_threads=threads), dtype=np.float64
+            )
             return full[:, :-1], full[:, -1]
         assert self.scorecard is not None
         contrib = self.scorecard.contributions(x)

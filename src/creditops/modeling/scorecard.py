@@ -125,7 +125,7 @@ class FeatureBinning:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureBinning:
-        return cls(
+        binning = cls(
             name=str(d["name"]),
             categorical=bool(d["categorical"]),
             splits=np.asarray(d["splits"], dtype=np.float64),
@@ -135,23 +135,16 @@ class FeatureBinning:
             n_bins=int(d["n_bins"]),
             iv=float(d["iv"]),
         )
+        if binning.categorical:
+            consistent = len(binning.codes) == len(binning.woe) and bool((binning.codes >= 0).all())
+        else:
+            consistent = len(binning.woe) == len(binning.splits) + 1
+        if not consistent or not np.isfinite(binning.woe).all():
+            raise InvalidInputError(f"inconsistent binning for feature {binning.name!r}")
+        return binning
 
 
-def _trivial_binning(name: str, categorical: bool) -> FeatureBinning:
-    """A single neutral bin, for a feature with no observed value in training."""
-    return FeatureBinning(
-        name=name,
-        categorical=categorical,
-        splits=np.empty(0, dtype=np.float64),
-        codes=np.empty(0, dtype=np.int64),
-        woe=np.empty(0, dtype=np.float64) if categorical else np.zeros(1, dtype=np.float64),
-        missing_woe=0.0,
-        n_bins=0 if categorical else 1,
-        iv=0.0,
-    )
-
-
-def _optbinning_fit(
+def fit_feature_binning(
     name: str,
     column: FloatArray,
     y: npt.NDArray[np.int64],
@@ -161,7 +154,18 @@ def _optbinning_fit(
     min_bin_share: float,
     max_n_bins: int,
     random_state: int,
-) -> OptimalBinning:
+) -> FeatureBinning:
+    """Bin one column with optbinning and copy the result into a :class:`FeatureBinning`.
+
+    A column never observed in training gets a single neutral bin (optbinning cannot fit it).
+    """
+    no_splits, no_codes = np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64)
+    present = ~np.isnan(column)
+    if not present.any():
+        n_bins = 0 if categorical else 1
+        return FeatureBinning(
+            name, categorical, no_splits, no_codes, np.zeros(n_bins), 0.0, n_bins, 0.0
+        )
     binning = OptimalBinning(
         name=name,
         dtype="categorical" if categorical else "numerical",
@@ -176,34 +180,6 @@ def _optbinning_fit(
         raise TrainingError(f"could not bin feature {name!r}: {exc}") from exc
     if binning.status not in ("OPTIMAL", "FEASIBLE"):
         raise TrainingError(f"optimal binning of feature {name!r} ended {binning.status}")
-    return binning
-
-
-def fit_feature_binning(
-    name: str,
-    column: FloatArray,
-    y: npt.NDArray[np.int64],
-    *,
-    categorical: bool,
-    trend: str,
-    min_bin_share: float,
-    max_n_bins: int,
-    random_state: int,
-) -> FeatureBinning:
-    """Bin one column with optbinning and copy the result into a :class:`FeatureBinning`."""
-    present = ~np.isnan(column)
-    if not present.any():
-        return _trivial_binning(name, categorical)
-    binning = _optbinning_fit(
-        name,
-        column,
-        y,
-        categorical=categorical,
-        trend=trend,
-        min_bin_share=min_bin_share,
-        max_n_bins=max_n_bins,
-        random_state=random_state,
-    )
     table = binning.binning_table
     # Rows: the regular bins, then the special-codes bin (always empty here), then missing.
     woe_all, iv = woe_and_iv(
@@ -211,39 +187,26 @@ def fit_feature_binning(
         np.asarray(table.n_nonevent, dtype=np.float64),
     )
     bin_woe, missing_woe = woe_all[:-2], float(woe_all[-1])
-    splits = binning.splits
     if not categorical:
-        return FeatureBinning(
-            name=name,
-            categorical=False,
-            splits=np.asarray(splits, dtype=np.float64),
-            codes=np.empty(0, dtype=np.int64),
-            woe=bin_woe,
-            missing_woe=missing_woe,
-            n_bins=len(bin_woe),
-            iv=iv,
-        )
-    if len(splits):
-        groups = [np.asarray(g, dtype=np.float64).astype(np.int64) for g in splits]
+        splits = np.asarray(binning.splits, dtype=np.float64)
+        return FeatureBinning(name, False, splits, no_codes, bin_woe, missing_woe, len(bin_woe), iv)
+    if len(binning.splits):
+        groups = [np.asarray(g, dtype=np.float64).astype(np.int64) for g in binning.splits]
     else:  # optbinning put every category in one bin
         groups = [np.unique(column[present]).astype(np.int64)]
     codes = np.concatenate(groups)
     woe = np.concatenate([np.full(len(g), bin_woe[b]) for b, g in enumerate(groups)])
     order = np.argsort(codes, kind="stable")
     return FeatureBinning(
-        name=name,
-        categorical=True,
-        splits=np.empty(0, dtype=np.float64),
-        codes=codes[order],
-        woe=woe[order],
-        missing_woe=missing_woe,
-        n_bins=len(groups),
-        iv=iv,
+        name, True, no_splits, codes[order], woe[order], missing_woe, len(groups), iv
     )
 
 
 def _check_matrix(x: object, n_features: int | None = None) -> FloatArray:
-    arr = np.asarray(x, dtype=np.float64)
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"X must be a numeric matrix: {exc}") from exc
     if arr.ndim != 2:
         raise InvalidInputError(f"X must be a 2-D matrix, got {arr.ndim} dimension(s)")
     if n_features is not None and arr.shape[1] != n_features:

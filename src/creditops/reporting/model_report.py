@@ -57,7 +57,7 @@ class ModelReportData:
     algorithm: str
     lineage: Mapping[str, str]
     metrics: Mapping[str, float]
-    y_test: npt.NDArray[np.int_]
+    y_test: npt.NDArray[np.integer[Any]]  # any integer dtype (evaluation uses int8); 1 = default
     pd_test: npt.NDArray[np.float64]
     score_test: npt.NDArray[np.float64]
     calibration_table: Sequence[Mapping[str, float]]
@@ -114,6 +114,14 @@ def fmt_pvalue(value: Any) -> str:
     if number is None:
         return "n/a"
     return "< 0.0001" if number < 1e-4 else f"{number:.4f}"
+
+
+def fmt_label(value: Any) -> str:
+    """A bin label: integral numbers without decimals, anything else as written."""
+    number = _number(value)
+    if number is not None and number.is_integer():
+        return str(int(number))
+    return "n/a" if value is None else str(value)
 
 
 def fmt_flag(value: Any) -> str:
@@ -289,6 +297,7 @@ def _environment() -> jinja2.Environment:
         count=fmt_count,
         pvalue=fmt_pvalue,
         flag=fmt_flag,
+        label=fmt_label,
         iv_strength=iv_strength,
     )
     return env

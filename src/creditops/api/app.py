@@ -1,0 +1,183 @@
+"""The FastAPI app factory.
+
+``create_app()`` loads the served models (hash-verified, from the registry), opens the
+database, starts the group-commit decision log and registers one predict/explain route pair
+per model with a request schema generated from its spec. Nothing happens at import time;
+uvicorn calls the factory in each worker process (``creditops serve``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from creditops.api.metrics import ServiceMetrics, build_metrics
+from creditops.api.problems import install_problem_handlers, problem
+from creditops.api.routes.operations import add_operation_routes
+from creditops.api.routes.predict import add_model_routes
+from creditops.api.routes.system import add_system_routes
+from creditops.api.security import Authenticator, Principal
+from creditops.api.state import ApiState, ModelControls
+from creditops.services.context import AppContext
+from creditops.services.serving import load_router
+from creditops.settings import Settings, get_settings
+from creditops.store.decision_log import DecisionLogWriter
+from creditops.store.engine import create_db_engine, session_factory
+from creditops.store.migrations_api import ensure_current
+from creditops.store.repositories import ApiKeyRepository
+
+log = logging.getLogger("creditops.api")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class EdgeMiddleware:
+    """Request size limit and request metrics, as plain ASGI for a cheap hot path."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body:
+            await self._too_large(scope, receive, send)
+            self._observe(scope, 413, started)
+            return
+        seen = {"bytes": 0}
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen["bytes"] += len(message.get("body", b""))
+                if seen["bytes"] > self.max_body:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            await self._too_large(scope, receive, send)
+            status["code"] = 413
+        self._observe(scope, status["code"], started)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413, "payload_too_large", f"The request body exceeds {self.max_body} bytes."
+        )
+        await response(scope, receive, send)
+
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        self.metrics.requests.labels(path, method, str(status)).inc()
+        self.metrics.request_seconds.labels(path, method).observe(time.perf_counter() - started)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _key_lookup(state_sessions: Any) -> Callable[[str], Principal | None]:
+    def lookup(key_hash: str) -> Principal | None:
+        with state_sessions() as session:
+            row = ApiKeyRepository(session).get_active_by_hash(key_hash)
+            if row is None:
+                return None
+            return Principal(key_id=row.key_id, name=row.name, scopes=frozenset(row.scopes))
+
+    return lookup
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the decision service for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    ctx = AppContext(settings)
+    engine = create_db_engine(settings.database)
+    ensure_current(settings.database)
+    sessions = session_factory(engine)
+    metrics = build_metrics()
+    writer = DecisionLogWriter(
+        engine,
+        max_batch=settings.serve.log_batch_max,
+        max_wait_ms=settings.serve.log_batch_wait_ms,
+        on_commit=lambda n, seconds: (
+            metrics.log_commit_seconds.observe(seconds),
+            metrics.log_batch_size.observe(n),
+        ),
+    )
+    router = load_router(ctx, settings.serve.models)
+    state = ApiState(
+        settings=settings,
+        ctx=ctx,
+        router=router,
+        auth=Authenticator(_key_lookup(sessions), enabled=settings.serve.auth_enabled),
+        decision_log=writer,
+        sessions=sessions,
+        controls=ModelControls(sessions),
+        metrics=metrics,
+        engine=engine,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        writer.start()
+        try:
+            yield
+        finally:
+            writer.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="creditops decision service",
+        version=_version(),
+        description="Credit decisions with PD, score, decision band and adverse-action reason "
+        "codes; every decision is durably logged before it is returned.",
+        lifespan=lifespan,
+    )
+    app.state.api = state
+    install_problem_handlers(app, on_error=lambda kind: metrics.errors.labels(kind).inc())
+    add_system_routes(app, state)
+    default = settings.serve.default_model or (router.names()[0] if router.names() else None)
+    for slot in router.slots():
+        add_model_routes(app, state, slot, seed_route=slot.name == default)
+        metrics.model_info.labels(slot.name, slot.version,
+                                  slot.info.tags.get("bundle_sha256", ""), slot.route).set(1)
+    add_operation_routes(app, state)
+    app.add_middleware(
+        EdgeMiddleware, max_body_bytes=settings.serve.max_body_bytes, metrics=metrics
+    )
+    return app
+
+
+def _version() -> str:
+    from creditops import __version__
+
+    return __version__
+

@@ -1,0 +1,96 @@
+"""API-key authentication and per-operation scopes.
+
+Keys look like ``co_<key id>_<secret>`` and are stored only as their sha256. Clients send
+``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. A missing or wrong key is 401; a
+right key without the needed scope is 403; the ``admin`` scope grants every operation.
+Lookups are cached for a few seconds per process, so a revoked key stops working within
+``cache_ttl_s`` on every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from creditops.api.problems import ApiProblem
+from creditops.domain.access import SCOPES, hash_key
+
+log = logging.getLogger("creditops.api")
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str | None
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+ANONYMOUS = Principal(key_id=None, name="anonymous (auth disabled)", scopes=frozenset(SCOPES))
+
+
+KeyLookup = Callable[[str], Principal | None]
+
+
+class Authenticator:
+    def __init__(self, lookup: KeyLookup, *, enabled: bool, cache_ttl_s: float = 5.0) -> None:
+        self._lookup = lookup
+        self.enabled = enabled
+        self._ttl = cache_ttl_s
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        if not enabled:
+            log.warning(
+                "API authentication is DISABLED (CREDITOPS_SERVE__AUTH_ENABLED=false): "
+                "every caller has every scope. Use this for local demos only."
+            )
+
+    async def principal(self, request: Request) -> Principal:
+        if not self.enabled:
+            return ANONYMOUS
+        key = _presented_key(request)
+        if not key:
+            raise ApiProblem(401, "unauthorized", "An API key is required (Authorization: Bearer <key>).")
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            found = cached[1]
+        else:
+            found = await run_in_threadpool(self._lookup, digest)
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + self._ttl, found)
+        if found is None:
+            raise ApiProblem(401, "unauthorized", "The API key is not valid.")
+        return found
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+    def require(self, scope: str) -> Callable[[Request], Awaitable[Principal]]:
+        async def dependency(request: Request) -> Principal:
+            principal = await self.principal(request)
+            if not principal.allows(scope):
+                raise ApiProblem(
+                    403, "forbidden", f"The API key lacks the '{scope}' scope for this operation."
+                )
+            request.state.principal = principal
+            return principal
+
+        return dependency
+
+
+def _presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    key = request.headers.get("x-api-key")
+    return key.strip() if key else None

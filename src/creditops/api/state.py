@@ -1,0 +1,101 @@
+"""Everything a request handler reaches, built once per process by the app factory."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from creditops.api.metrics import ServiceMetrics
+from creditops.api.security import Authenticator
+from creditops.services.context import AppContext
+from creditops.services.serving import DecisionResult, ModelRouter
+from creditops.settings import Settings
+from creditops.store.decision_log import DecisionLogWriter, DecisionRecord
+from creditops.store.repositories import ModelControlRepository
+
+APPROVAL_WINDOW = 1000
+
+
+class ModelControls:
+    """Suspension state per model, re-read from the database at most every ``ttl_s`` so a
+    suspend on one worker reaches the others within that time."""
+
+    def __init__(self, sessions: sessionmaker[Session], ttl_s: float = 1.0) -> None:
+        self._sessions = sessions
+        self._ttl = ttl_s
+        self._state: dict[str, bool] = {}
+        self._read_at = 0.0
+
+    def refresh(self) -> None:
+        with self._sessions() as session:
+            repo = ModelControlRepository(session)
+            self._state = {row.model_name: bool(row.suspended) for row in repo.list()}
+        self._read_at = time.monotonic()
+
+    def is_suspended(self, model: str) -> bool:
+        if time.monotonic() - self._read_at > self._ttl:
+            self.refresh()
+        return self._state.get(model, False)
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    ctx: AppContext
+    router: ModelRouter
+    auth: Authenticator
+    decision_log: DecisionLogWriter
+    sessions: sessionmaker[Session]
+    controls: ModelControls
+    metrics: ServiceMetrics
+    engine: Engine
+    _recent: dict[str, deque[bool]] = field(default_factory=dict)
+
+    @staticmethod
+    def to_record(
+        result: DecisionResult,
+        inputs: dict[str, Any],
+        latency_ms: float,
+        request_id: str,
+        key_id: str | None,
+    ) -> DecisionRecord:
+        return DecisionRecord(
+            decision_id=result.decision_id,
+            application_id=result.application_id,
+            model_name=result.model_name,
+            model_version=result.model_version,
+            policy_version=result.policy_version,
+            pd=result.pd,
+            score=result.score,
+            decision=result.decision,
+            reasons=[
+                {"code": r.code, "text": r.text, "feature": r.feature, "value": r.value,
+                 "contribution": r.contribution}
+                for r in result.reasons
+            ],
+            inputs=inputs,
+            latency_ms=latency_ms,
+            created_at=result.created_at,
+            request_id=request_id,
+            api_key_id=key_id,
+            route=result.route,
+            suspended=result.suspended,
+        )
+
+    def observe_decisions(self, results: Sequence[DecisionResult]) -> None:
+        m = self.metrics
+        for r in results:
+            m.predictions.labels(r.model_name, r.model_version, r.decision).inc()
+            m.pd.labels(r.model_name).observe(r.pd)
+            m.score.labels(r.model_name).observe(r.score)
+            window = self._recent.setdefault(r.model_name, deque(maxlen=APPROVAL_WINDOW))
+            window.append(r.decision == "approve")
+        for name in {r.model_name for r in results}:
+            window = self._recent[name]
+            m.approval_rate.labels(name).set(sum(window) / len(window))

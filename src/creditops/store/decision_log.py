@@ -1,0 +1,342 @@
+"""The decision log writer: every returned decision is committed first, by group commit.
+
+The decision service must durably record each decision before it answers, but a commit per
+request would cost one fsync per request (``synchronous=FULL`` on SQLite, WAL flush on
+PostgreSQL) and serialize all workers on the write lock. Instead requests hand their records
+to one writer thread and wait: the thread takes whatever has queued up (up to ``max_batch``
+records, waiting at most ``max_wait_ms`` for more), inserts it with one executemany in ONE
+transaction, commits, and only then resolves the futures of that batch. Under load many
+requests share one fsync; when idle a request waits at most ``max_wait_ms`` extra.
+
+Guarantees: a future resolves successfully only after the COMMIT containing its records
+returned; a submission (one ``submit`` call) is atomic, never split across transactions; a
+failed write fails the futures, it never drops records silently. If one submission in a
+batch is rejected by the database (e.g. a duplicate ``decision_id``), the batch is retried
+one submission per transaction so the others still commit. Transient errors (SQLite busy,
+PostgreSQL serialization failures, lost connections) are retried with exponential backoff.
+See ``docs/decisions/0004-decision-log-group-commit.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import Engine, Table, insert
+
+from creditops.errors import CreditopsError
+from creditops.store.engine import StoreUnavailableError, is_transient_error
+from creditops.store.tables import DecisionRow
+
+__all__ = ["DECISIONS", "DecisionLogError", "DecisionLogWriter", "DecisionRecord"]
+
+log = logging.getLogger(__name__)
+
+DECISIONS: Final = frozenset({"approve", "review", "decline"})
+
+
+class DecisionLogError(CreditopsError):
+    """Decision records could not be committed; they are NOT stored.
+
+    ``transient`` says whether the cause was a (persistent) transient condition such as a
+    busy or unreachable database, as opposed to records the database refused.
+    """
+
+    code = "decision_log_failed"
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One decision as it is logged; the fields are the columns of ``decisions``.
+
+    ``reasons`` and ``inputs`` are serialized by the writer thread, so they must not be
+    mutated after the record was submitted. Raises ``ValueError`` for a malformed record
+    (these are programming errors of the caller, not user input).
+    """
+
+    decision_id: str
+    application_id: str
+    model_name: str
+    model_version: str
+    policy_version: str
+    pd: float
+    score: float
+    decision: str
+    reasons: list[dict[str, Any]]
+    inputs: dict[str, Any]
+    latency_ms: float
+    created_at: datetime
+    request_id: str
+    api_key_id: str | None
+    route: str
+    suspended: bool
+
+    def __post_init__(self) -> None:
+        if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
+            raise ValueError("DecisionRecord.created_at must be timezone-aware (UTC)")
+        if self.decision not in DECISIONS:
+            raise ValueError(f"DecisionRecord.decision must be one of {sorted(DECISIONS)}")
+        if len(self.decision_id) != 36:
+            raise ValueError("DecisionRecord.decision_id must be a UUID string")
+        uuid.UUID(self.decision_id)
+
+    def as_row(self) -> dict[str, Any]:
+        """The record as a column -> value mapping for ``insert(decisions)``."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS: Final = tuple(f.name for f in fields(DecisionRecord))
+
+
+@dataclass(slots=True)
+class _Pending:
+    rows: list[dict[str, Any]]
+    future: Future[None]
+    live: bool = field(default=True)  # False once the caller cancelled (still written)
+
+
+_STOP: Final = object()
+
+
+class DecisionLogWriter:
+    """Group-commit writer of :class:`DecisionRecord` (see the module docstring).
+
+    Args:
+        engine: engine of the service store (from ``create_db_engine``).
+        max_batch: most records per transaction (a larger single submission is committed
+            alone, unsplit).
+        max_wait_ms: longest wait for more records once the first one arrived.
+        on_commit: called as ``on_commit(batch_size, seconds)`` after each successful
+            commit, from the writer thread (for metrics; exceptions are logged and ignored).
+        retries: retries of a transaction that failed with a transient error.
+        retry_backoff_s: first retry delay; doubled for each further retry.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 512,
+        max_wait_ms: float = 2.0,
+        on_commit: Callable[[int, float], None] | None = None,
+        retries: int = 5,
+        retry_backoff_s: float = 0.05,
+    ) -> None:
+        if max_batch < 1 or max_wait_ms < 0 or retries < 0 or retry_backoff_s < 0:
+            raise ValueError("max_batch >= 1, max_wait_ms >= 0, retries >= 0, backoff >= 0")
+        self._engine = engine
+        self._table: Table = DecisionRow.__table__  # type: ignore[assignment]
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_ms / 1000.0
+        self._on_commit = on_commit
+        self._retries = retries
+        self._backoff_s = retry_backoff_s
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._depth = 0
+
+    # -- public API -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background writer thread (once; later calls do nothing)."""
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailableError("The decision log writer was closed.")
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="creditops-decision-log", daemon=True
+            )
+            self._thread.start()
+
+    def submit(self, records: Sequence[DecisionRecord]) -> Future[None]:
+        """Queue ``records``; the future resolves after the commit that stored them.
+
+        Thread-safe. The future carries a :class:`DecisionLogError` if they could not be
+        stored. Raises :class:`StoreUnavailableError` if the writer is not running.
+        """
+        future: Future[None] = Future()
+        if not records:
+            future.set_result(None)
+            return future
+        pending = _Pending([record.as_row() for record in records], future)
+        with self._lock:
+            if self._closed or self._thread is None:
+                raise StoreUnavailableError("The decision log writer is not running.")
+            self._depth += len(pending.rows)
+            self._queue.put(pending)
+        return future
+
+    async def write(self, records: Sequence[DecisionRecord]) -> None:
+        """Submit ``records`` and wait (without blocking the event loop) for their commit.
+
+        Cancelling the awaiting task does not withdraw the records: they are still written.
+        """
+        await asyncio.shield(asyncio.wrap_future(self.submit(records)))
+
+    def queue_depth(self) -> int:
+        """Records submitted but not yet committed (or failed)."""
+        with self._lock:
+            return self._depth
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit everything already submitted, then stop the thread.
+
+        If the thread does not finish within ``timeout`` seconds (e.g. the database hangs),
+        the submissions it has not picked up yet are failed with :class:`DecisionLogError`.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            if thread is None:
+                return
+            self._queue.put(_STOP)
+        thread.join(timeout)
+        if thread.is_alive():
+            log.error("decision log writer did not stop within %.1f s", timeout)
+            self._fail_unclaimed()
+
+    # -- writer thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        carry: _Pending | None = None
+        stopping = False
+        while True:
+            if carry is not None:
+                first, carry = carry, None
+            elif stopping:
+                return
+            else:
+                item = self._queue.get()
+                if not isinstance(item, _Pending):
+                    return
+                first = item
+            batch, carry, stop_seen = self._gather(first)
+            stopping = stopping or stop_seen
+            try:
+                self._commit_batch(batch)
+            except BaseException as exc:  # never let the thread die with futures pending
+                log.exception("decision log writer: unexpected error")
+                self._fail(batch, exc)
+
+    def _gather(self, first: _Pending) -> tuple[list[_Pending], _Pending | None, bool]:
+        """Collect a batch starting with ``first``: (batch, carried-over item, stop seen)."""
+        batch = [first]
+        size = len(first.rows)
+        deadline = time.monotonic() + self._max_wait_s
+        while size < self._max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining > 0:
+                    item = self._queue.get(timeout=remaining)
+                else:
+                    item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(item, _Pending):
+                return batch, None, True
+            if size + len(item.rows) > self._max_batch:
+                return batch, item, False
+            batch.append(item)
+            size += len(item.rows)
+        return batch, None, False
+
+    def _commit_batch(self, batch: list[_Pending]) -> None:
+        for pending in batch:
+            # After this a caller can no longer cancel the future; if it already did, the
+            # records are written anyway (the decision may have been sent).
+            pending.live = pending.future.set_running_or_notify_cancel()
+        rows = [row for pending in batch for row in pending.rows]
+        error = self._insert(rows)
+        if error is None:
+            self._resolve(batch)
+            return
+        if len(batch) > 1 and not is_transient_error(error):
+            # Isolate the submission(s) the database refuses; commit the others.
+            for pending in batch:
+                single_error = self._insert(pending.rows)
+                if single_error is None:
+                    self._resolve([pending])
+                else:
+                    self._fail([pending], single_error)
+            return
+        self._fail(batch, error)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> Exception | None:
+        """Insert and commit ``rows`` in one transaction, with retries; the error or None."""
+        for attempt in range(self._retries + 1):
+            started = time.perf_counter()
+            try:
+                with self._engine.begin() as conn:
+                    conn.execute(insert(self._table), rows)
+            except Exception as exc:
+                if attempt < self._retries and is_transient_error(exc):
+                    log.warning("decision log: transient error, retrying: %s", exc)
+                    time.sleep(self._backoff_s * 2**attempt)
+                    continue
+                return exc
+            self._notify(len(rows), time.perf_counter() - started)
+            return None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _notify(self, size: int, seconds: float) -> None:
+        if self._on_commit is None:
+            return
+        try:
+            self._on_commit(size, seconds)
+        except Exception:
+            log.exception("decision log: on_commit callback failed")
+
+    def _resolve(self, batch: list[_Pending]) -> None:
+        for pending in batch:
+            if pending.live:
+                pending.future.set_result(None)
+        self._release(batch)
+
+    def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
+        transient = is_transient_error(exc)
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        for pending in batch:
+            error = DecisionLogError(
+                f"Decision records were not stored: {type(exc).__name__}: {first_line}",
+                transient=transient,
+            )
+            error.__cause__ = exc
+            if pending.live and not pending.future.done():
+                pending.future.set_exception(error)
+        self._release(batch)
+
+    def _release(self, batch: list[_Pending]) -> None:
+        with self._lock:
+            self._depth -= sum(len(pending.rows) for pending in batch)
+
+    def _fail_unclaimed(self) -> None:
+        unclaimed: list[_Pending] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Pending):
+                unclaimed.append(item)
+        self._queue.put(_STOP)  # the thread may still be waiting for it
+        for pending in unclaimed:
+            pending.live = pending.future.set_running_or_notify_cancel()
+        self._fail(unclaimed, StoreUnavailableError("The decision log closed before commit."))

@@ -1,0 +1,182 @@
+"""ORM rows of the service store, portable between SQLite and PostgreSQL.
+
+Every timestamp is a timezone-aware UTC ``datetime`` in Python. :class:`UTCDateTime` stores
+it as ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL and as naive-UTC text on SQLite (whose
+fixed-width ISO format sorts chronologically, which keyset pagination relies on), and gives
+back aware UTC datetimes on both. Naive datetimes are refused rather than guessed.
+
+``versions/0001_initial.py`` in ``migrations/`` is written by hand to match this module; the
+integration tests check that the migrated schema equals :data:`metadata`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "ApiKeyRow",
+    "AuditRow",
+    "Base",
+    "DecisionRow",
+    "ModelControlRow",
+    "OutcomeRow",
+    "ReviewRow",
+    "UTCDateTime",
+    "metadata",
+]
+
+# Deterministic constraint names, so migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (see the module docstring)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):  # pragma: no cover - drivers give datetimes
+            raise TypeError(f"expected a datetime from the database, got {type(value)!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+metadata = Base.metadata
+
+
+class DecisionRow(Base):
+    """One credit decision the service returned (append-only; never updated)."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        # Serves "created_at >= ?" filters and the keyset order of exports and purges.
+        Index("ix_decisions_created_at_decision_id", "created_at", "decision_id"),
+    )
+
+    decision_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    application_id: Mapped[str] = mapped_column(String(128), index=True)
+    model_name: Mapped[str] = mapped_column(String(128), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    pd: Mapped[float] = mapped_column(Double)
+    score: Mapped[float] = mapped_column(Double)
+    decision: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    latency_ms: Mapped[float] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    request_id: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    route: Mapped[str] = mapped_column(String(32))
+    suspended: Mapped[bool] = mapped_column(Boolean)
+
+
+class OutcomeRow(Base):
+    """The observed outcome (default or not) of a decided application."""
+
+    __tablename__ = "outcomes"
+
+    decision_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("decisions.decision_id"), primary_key=True
+    )
+    application_id: Mapped[str] = mapped_column(String(128), index=True)
+    defaulted: Mapped[bool] = mapped_column(Boolean)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReviewRow(Base):
+    """A manual review of a decision; an override is recorded next to, never over, it."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decision_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("decisions.decision_id"), index=True
+    )
+    final_decision: Mapped[str] = mapped_column(String(16))
+    override_reason_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    note: Mapped[str] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ApiKeyRow(Base):
+    """An API key: only the sha256 of its secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditRow(Base):
+    """Who did what to which target, and whether it was allowed."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ModelControlRow(Base):
+    """Operational switches of one model (today: automated decisioning suspended or not)."""
+
+    __tablename__ = "model_controls"
+
+    model_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    suspended: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(128))
