@@ -72,7 +72,7 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None]]:
     if not enabled:
         yield lambda _msg: None
         return
-    state = {"step": "", "started": time.monotonic()}
+    state: dict[str, Any] = {"step": "", "started": time.monotonic()}
     with err.status("starting") as status:
 
         def report(message: str) -> None:
@@ -87,7 +87,8 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None]]:
 
         yield report
         if state["step"]:
-            err.print(f"[green]done[/] {state['step']} ({time.monotonic() - float(state['started']):.1f}s)")
+            took = time.monotonic() - float(state["started"])
+            err.print(f"[green]done[/] {state['step']} ({took:.1f}s)")
 
 
 def _print_json(payload: object) -> None:
@@ -114,8 +115,12 @@ def _metrics_table(title: str, metrics: dict[str, Any], baseline: dict[str, Any]
 def train(
     spec: Annotated[Path, typer.Option("--spec", help="Spec YAML (the data contract).")],
     data: Annotated[Path, typer.Option("--data", help="Training data (CSV or Parquet).")],
-    name: Annotated[str | None, typer.Option("--name", "-n", help="Model name (wins over the spec's).")] = None,
-    algorithm: Annotated[Literal["lightgbm", "logistic"], typer.Option(help="Model family.")] = "lightgbm",
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Model name (wins over the spec's).")
+    ] = None,
+    algorithm: Annotated[
+        Literal["lightgbm", "logistic"], typer.Option(help="Model family.")
+    ] = "lightgbm",
     policy: Annotated[Path | None, typer.Option(help="Decision policy YAML.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     calibration: Annotated[
@@ -146,7 +151,10 @@ def train(
     if as_json:
         _print_json(outcome.to_dict())
         return
-    out.print(f"Registered [bold]{outcome.name}[/] version [bold]{outcome.version}[/] ({outcome.model_uri})")
+    out.print(
+        f"Registered [bold]{outcome.name}[/] version [bold]{outcome.version}[/] "
+        f"({outcome.model_uri})"
+    )
     out.print(_metrics_table("Test metrics", outcome.metrics, outcome.baseline_metrics))
     out.print(f"Report: {outcome.report}")
     out.print(f"MLflow: {outcome.tracking_uri}")
@@ -178,7 +186,9 @@ def validate(
             value = "n/a" if check.value is None else f"{check.value:.4f}"
             op = ">=" if check.kind == "min" else "<="
             verdict = "[green]pass[/]" if check.passed else "[red]FAIL[/]"
-            table.add_row(check.metric, check.attribute or "", value, f"{op} {check.threshold:g}", verdict)
+            table.add_row(
+                check.metric, check.attribute or "", value, f"{op} {check.threshold:g}", verdict
+            )
         out.print(table)
         verdict = "[bold green]PASSED[/]" if outcome.result.passed else "[bold red]FAILED[/]"
         out.print(f"Gate {verdict}. Report: {outcome.report}")
@@ -232,7 +242,9 @@ def models_promote(
     if as_json:
         _print_json({"name": info.name, "version": info.version, "aliases": list(info.aliases)})
     else:
-        out.print(f"{info.name} version {info.version} is now {to} (aliases: {', '.join(info.aliases)})")
+        out.print(
+            f"{info.name} version {info.version} is now {to} (aliases: {', '.join(info.aliases)})"
+        )
 
 
 @app.command()
@@ -293,7 +305,13 @@ def policy_what_if(
         _print_json(rows)
         return
     table = Table(title=f"What-if for {name} (test split, LGD {lgd:g})")
-    for column in ("cutoff", "approval rate", "expected bad rate", "observed bad rate", "EL / applicant"):
+    for column in (
+        "cutoff",
+        "approval rate",
+        "expected bad rate",
+        "observed bad rate",
+        "EL / applicant",
+    ):
         table.add_column(column, justify="right")
     for row in rows:
         mark = " *" if row["is_current"] else ""

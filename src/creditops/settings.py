@@ -8,6 +8,7 @@ working directory. Nothing is read at import time: call :func:`get_settings`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -67,9 +68,8 @@ class ServeSettings(BaseModel):
     metrics_public: bool = Field(
         default=True, description="Serve /metrics without a key (else scope 'monitor')."
     )
-    reasons_for: str = Field(
+    reasons_for: Literal["adverse", "all"] = Field(
         default="adverse",
-        pattern="^(adverse|all)$",
         description="Compute reason codes for 'all' decisions or only 'adverse' ones "
         "(review and decline), which need them for notices.",
     )

@@ -46,10 +46,22 @@ def test_policy_bands_and_knockouts() -> None:
         approve_min_score=600,
         decline_below_score=550,
         knockouts=[
-            KnockoutRule(name="age", feature="age", op="lt", value=18, reason_code="KO1",
-                         reason_text="under age"),
-            KnockoutRule(name="country", feature="country", op="in", value=["XX"],
-                         reason_code="KO2", reason_text="unsupported country"),
+            KnockoutRule(
+                name="age",
+                feature="age",
+                op="lt",
+                value=18,
+                reason_code="KO1",
+                reason_text="under age",
+            ),
+            KnockoutRule(
+                name="country",
+                feature="country",
+                op="in",
+                value=["XX"],
+                reason_code="KO2",
+                reason_text="unsupported country",
+            ),
         ],
     )
     raw = pd.DataFrame({"age": [30, 17, None, 40, 16], "country": ["DE", "DE", "XX", None, "XX"]})

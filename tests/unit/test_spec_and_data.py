@@ -37,8 +37,15 @@ def test_shipped_specs_load() -> None:
         ({"target": {"column": "income", "positive": 1}}, "also a feature"),
         ({"scaling": {"pdo": -5}}, "scaling.pdo"),
     ],
-    ids=["no-features", "exclude-unknown", "monotone-categorical", "bad-direction",
-         "protected-unknown", "target-is-feature", "negative-pdo"],
+    ids=[
+        "no-features",
+        "exclude-unknown",
+        "monotone-categorical",
+        "bad-direction",
+        "protected-unknown",
+        "target-is-feature",
+        "negative-pdo",
+    ],
 )
 def test_bad_specs_are_rejected_with_the_key(override: dict[str, object], message: str) -> None:
     with pytest.raises(SpecError, match=message):
@@ -79,8 +86,9 @@ def _write(tmp_path: Path, frame: pd.DataFrame) -> Path:
 
 def test_loads_clean_data(tmp_path: Path) -> None:
     frame = synthetic_credit(500)
-    data = load_training_data(_write(tmp_path, frame), parse_spec(synthetic_spec()),
-                              max_dirty_share=0.0)
+    data = load_training_data(
+        _write(tmp_path, frame), parse_spec(synthetic_spec()), max_dirty_share=0.0
+    )
     assert data.n_rows == 500
     np.testing.assert_array_equal(data.y, (frame["target"] == "bad").to_numpy(dtype=np.int8))
     assert data.frame["income"].dtype == np.float64
@@ -91,8 +99,9 @@ def test_loads_clean_data(tmp_path: Path) -> None:
 def test_missing_column_is_named(tmp_path: Path) -> None:
     frame = synthetic_credit(100).drop(columns=["utilisation"])
     with pytest.raises(DataError, match=r"missing .*1 affected.*'utilisation'"):
-        load_training_data(_write(tmp_path, frame), parse_spec(synthetic_spec()),
-                           max_dirty_share=0.1)
+        load_training_data(
+            _write(tmp_path, frame), parse_spec(synthetic_spec()), max_dirty_share=0.1
+        )
 
 
 def test_dirty_rows_dropped_up_to_share(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from creditops.store.repositories import ApiKeyRepository
 log = logging.getLogger("creditops.api")
 
 
-class BodyTooLarge(Exception):
+class BodyTooLargeError(Exception):
     pass
 
 
@@ -65,7 +65,7 @@ class EdgeMiddleware:
             if message["type"] == "http.request":
                 seen["bytes"] += len(message.get("body", b""))
                 if seen["bytes"] > self.max_body:
-                    raise BodyTooLarge
+                    raise BodyTooLargeError
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -75,7 +75,7 @@ class EdgeMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except BodyTooLargeError:
             await self._too_large(scope, receive, send)
             status["code"] = 413
         self._observe(scope, status["code"], started)
@@ -115,6 +115,14 @@ def _key_lookup(state_sessions: Any) -> Callable[[str], Principal | None]:
     return lookup
 
 
+def _commit_observer(metrics: ServiceMetrics) -> Callable[[int, float], None]:
+    def observe(batch_size: int, seconds: float) -> None:
+        metrics.log_commit_seconds.observe(seconds)
+        metrics.log_batch_size.observe(batch_size)
+
+    return observe
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the decision service for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
@@ -127,10 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine,
         max_batch=settings.serve.log_batch_max,
         max_wait_ms=settings.serve.log_batch_wait_ms,
-        on_commit=lambda n, seconds: (
-            metrics.log_commit_seconds.observe(seconds),
-            metrics.log_batch_size.observe(n),
-        ),
+        on_commit=_commit_observer(metrics),
     )
     router = load_router(ctx, settings.serve.models)
     state = ApiState(
@@ -167,8 +172,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     default = settings.serve.default_model or (router.names()[0] if router.names() else None)
     for slot in router.slots():
         add_model_routes(app, state, slot, seed_route=slot.name == default)
-        metrics.model_info.labels(slot.name, slot.version,
-                                  slot.info.tags.get("bundle_sha256", ""), slot.route).set(1)
+        metrics.model_info.labels(
+            slot.name, slot.version, slot.info.tags.get("bundle_sha256", ""), slot.route
+        ).set(1)
     add_operation_routes(app, state)
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=settings.serve.max_body_bytes, metrics=metrics
@@ -180,4 +186,3 @@ def _version() -> str:
     from creditops import __version__
 
     return __version__
-

@@ -21,7 +21,7 @@ log = logging.getLogger("creditops.api")
 PROBLEM = "application/problem+json"
 
 
-class ApiProblem(Exception):
+class ApiProblemError(Exception):
     """An HTTP-level refusal raised inside ``api/`` (auth, size limits, conflicts)."""
 
     def __init__(self, status: int, code: str, detail: str, *, field: str | None = None) -> None:
@@ -33,7 +33,11 @@ class ApiProblem(Exception):
 
 
 def problem(
-    status: int, code: str, detail: str, *, errors: list[dict[str, Any]] | None = None,
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
@@ -75,8 +79,11 @@ def install_problem_handlers(app: FastAPI, on_error: Any = None) -> None:
             count("invalid_json")
             return problem(400, "invalid_json", "The request body is not valid JSON.")
         details = [
-            {"field": _field(e.get("loc", ())), "message": str(e.get("msg", "")),
-             "type": str(e.get("type", ""))}
+            {
+                "field": _field(e.get("loc", ())),
+                "message": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
             for e in errors
         ]
         count("validation_error")
@@ -85,8 +92,8 @@ def install_problem_handlers(app: FastAPI, on_error: Any = None) -> None:
             422, "validation_error", f"{first['field']}: {first['message']}", errors=details
         )
 
-    @app.exception_handler(ApiProblem)
-    async def _api_problem(_: Request, exc: ApiProblem) -> JSONResponse:
+    @app.exception_handler(ApiProblemError)
+    async def _api_problem(_: Request, exc: ApiProblemError) -> JSONResponse:
         count(exc.code)
         errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None

@@ -31,7 +31,9 @@ def build_request_models(
     model_name: str, spec: Spec, max_batch: int
 ) -> tuple[type[BaseModel], type[BaseModel], type[BaseModel]]:
     """(features, single application, batch) request models for one served model."""
-    stem = "".join(part.capitalize() for part in model_name.replace("-", "_").replace(".", "_").split("_"))
+    stem = "".join(
+        part.capitalize() for part in model_name.replace("-", "_").replace(".", "_").split("_")
+    )
     fields = {name: _feature_field(spec, name) for name in spec.features}
     features = create_model(f"{stem}Features", __config__=STRICT, **fields)  # type: ignore[call-overload]
     single = create_model(
@@ -43,7 +45,7 @@ def build_request_models(
     batch = create_model(
         f"{stem}BatchRequest",
         __config__=STRICT,
-        applications=(list[single], Field(..., min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
+        applications=(list[single], Field(..., min_length=1, max_length=max_batch)),
     )
     return features, single, batch
 

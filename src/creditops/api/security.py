@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from creditops.api.problems import ApiProblem
+from creditops.api.problems import ApiProblemError
 from creditops.domain.access import SCOPES, hash_key
 
 log = logging.getLogger("creditops.api")
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -55,7 +56,9 @@ class Authenticator:
             return ANONYMOUS
         key = _presented_key(request)
         if not key:
-            raise ApiProblem(401, "unauthorized", "An API key is required (Authorization: Bearer <key>).")
+            raise ApiProblemError(
+                401, "unauthorized", "An API key is required (Authorization: Bearer <key>)."
+            )
         digest = hash_key(key)
         now = time.monotonic()
         cached = self._cache.get(digest)
@@ -67,7 +70,7 @@ class Authenticator:
                 self._cache.clear()
             self._cache[digest] = (now + self._ttl, found)
         if found is None:
-            raise ApiProblem(401, "unauthorized", "The API key is not valid.")
+            raise ApiProblemError(401, "unauthorized", "The API key is not valid.")
         return found
 
     def forget(self) -> None:
@@ -77,7 +80,7 @@ class Authenticator:
         async def dependency(request: Request) -> Principal:
             principal = await self.principal(request)
             if not principal.allows(scope):
-                raise ApiProblem(
+                raise ApiProblemError(
                     403, "forbidden", f"The API key lacks the '{scope}' scope for this operation."
                 )
             request.state.principal = principal

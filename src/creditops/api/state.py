@@ -75,8 +75,13 @@ class ApiState:
             score=result.score,
             decision=result.decision,
             reasons=[
-                {"code": r.code, "text": r.text, "feature": r.feature, "value": r.value,
-                 "contribution": r.contribution}
+                {
+                    "code": r.code,
+                    "text": r.text,
+                    "feature": r.feature,
+                    "value": r.value,
+                    "contribution": r.contribution,
+                }
                 for r in result.reasons
             ],
             inputs=inputs,

@@ -38,7 +38,9 @@ class KnockoutRule(BaseModel):
     def fires(self, column: pd.Series) -> npt.NDArray[np.bool_]:
         """Vectorised: True where the rule declines. Missing values never fire."""
         if self.op in ("in", "not_in"):
-            allowed = {str(v) for v in (self.value if isinstance(self.value, list) else [self.value])}
+            allowed = {
+                str(v) for v in (self.value if isinstance(self.value, list) else [self.value])
+            }
             text = column.astype("string")
             hit = text.isin(allowed).fillna(False).to_numpy(dtype=bool)
             present = text.notna().to_numpy(dtype=bool)
@@ -103,7 +105,11 @@ class DecisionPolicy(BaseModel):
                 rule = self.knockouts[index]
                 if rule.feature in raw:
                     column = raw[rule.feature]
-                    series = column if isinstance(column, pd.Series) else pd.Series(column)
+                    series = (
+                        column
+                        if isinstance(column, pd.Series)
+                        else pd.Series(list(column), dtype=object)
+                    )
                     knocked[rule.fires(series)] = index
             decision[knocked >= 0] = "decline"
         return PolicyOutcome(decision=decision, knockout_index=knocked)
@@ -144,8 +150,10 @@ def load_policy(path: Path) -> DecisionPolicy:
 def default_cutoff_pds(base_rate: float) -> tuple[float, float]:
     """Default cutoffs, as PDs, when no policy file is given.
 
-    Approve applicants whose PD is at most the portfolio's default rate, decline those
-    above twice it (capped at 0.5), review in between. Returns
+    Approve applicants whose PD is at most the portfolio's default rate, decline those above
+    twice it (or above halfway between it and 1, whichever is lower, so the bands stay
+    ordered for portfolios with high default rates), review in between. Returns
     ``(approve_max_pd, decline_min_pd)``; training turns them into score cutoffs.
     """
-    return float(base_rate), float(min(0.5, 2.0 * base_rate))
+    rate = float(base_rate)
+    return rate, min(2.0 * rate, (1.0 + rate) / 2.0)

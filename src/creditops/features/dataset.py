@@ -94,8 +94,8 @@ def parse_numeric(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     text = values.astype("string").str.strip()
     present = text.notna() & (text != "")
     numbers = pd.to_numeric(text.mask(~present), errors="coerce").astype("float64")
-    bad = present & (numbers.isna() | np.isinf(numbers.fillna(0.0)))
-    return numbers.mask(bad), bad.astype(bool)
+    unparseable: pd.Series = present & (numbers.isna() | np.isinf(numbers.fillna(0.0)))
+    return numbers.mask(unparseable), unparseable.astype(bool)
 
 
 def _normalise_scalar(value: object) -> str:
@@ -104,7 +104,7 @@ def _normalise_scalar(value: object) -> str:
     return "" if out is None else str(out)
 
 
-def _parse_target(raw: pd.Series, spec: Spec) -> tuple[npt.NDArray[np.int8], pd.Series]:
+def _parse_target(raw: pd.Series, spec: Spec) -> tuple[npt.NDArray[np.int8], pd.Series[bool]]:
     labels = normalise_categorical(raw)
     positive = _normalise_scalar(spec.target.positive)
     missing = labels.isna()
@@ -134,7 +134,7 @@ def _parse_target(raw: pd.Series, spec: Spec) -> tuple[npt.NDArray[np.int8], pd.
             count=int(extra.iloc[:-1].sum()),
             examples=odd,
         )
-    y = (labels == positive).fillna(False).to_numpy(dtype=np.int8)
+    y = np.asarray((labels == positive).fillna(False).to_numpy(), dtype=np.int8)
     return y, missing
 
 

@@ -94,7 +94,9 @@ def fit_calibrator(
     )
 
 
-def select_calibration(margin: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> CalibrationMethod:
+def select_calibration(
+    margin: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+) -> CalibrationMethod:
     """Pick none, Platt or isotonic by cross-validated Brier score on the calibration fold.
 
     Calibration is a model too: on a small fold, or for a booster whose log-loss objective
@@ -113,5 +115,5 @@ def select_calibration(margin: npt.NDArray[np.float64], y: npt.NDArray[np.float6
     best = min(losses.values())
     for method in ("none", "platt", "isotonic"):
         if losses[method] <= best:
-            return method  # type: ignore[return-value]
+            return method
     return "none"

@@ -47,8 +47,8 @@ class ReasonFamilies:
                 codes.append(code)
                 members.append(np.asarray(cols, dtype=np.int64))
         membership = np.zeros((len(feature_names), len(codes)), dtype=np.float64)
-        for k, cols in enumerate(members):
-            membership[cols, k] = 1.0
+        for k, member_cols in enumerate(members):
+            membership[member_cols, k] = 1.0
         return cls(codes=codes, membership=membership, members=members)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -59,9 +59,7 @@ def build_params(inputs: LgbmInputs) -> dict[str, Any]:
     return params
 
 
-def _dataset(
-    x: npt.NDArray[np.float64], y: npt.NDArray[Any], inputs: LgbmInputs
-) -> lgb.Dataset:
+def _dataset(x: npt.NDArray[np.float64], y: npt.NDArray[Any], inputs: LgbmInputs) -> lgb.Dataset:
     cats = [i for i, c in enumerate(inputs.categorical) if c]
     return lgb.Dataset(
         x,
@@ -200,7 +198,7 @@ def tune_params(
             seed=inputs.seed,
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
         )
-        score = float(max(result["valid auc-mean"]))
+        score = float(max(cast(list[float], result["valid auc-mean"])))
         if on_trial is not None:
             on_trial(trial.number, score)
         return score

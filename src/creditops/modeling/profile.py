@@ -62,7 +62,7 @@ def categorical_profile(values: pd.Series) -> dict[str, Any]:
     top = counts.head(MAX_CATEGORIES)
     return {
         "type": "categorical",
-        "count": int(len(values)),
+        "count": len(values),
         "missing": int(values.isna().sum()),
         "categories": {str(k): int(v) for k, v in top.items()},
         "other": int(counts.iloc[MAX_CATEGORIES:].sum()),
@@ -83,7 +83,7 @@ def build_reference_profile(
         else:
             features[name] = numeric_profile(frame[name].to_numpy(dtype=np.float64))
     return {
-        "n_rows": int(len(frame)),
+        "n_rows": len(frame),
         "features": features,
         "pd": numeric_profile(np.asarray(pd_values, dtype=np.float64)),
         "score": numeric_profile(np.asarray(scores, dtype=np.float64)),

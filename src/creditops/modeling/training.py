@@ -175,7 +175,9 @@ def train_model(
     )
     if model.booster is not None and spec.monotone:
         rng = np.random.default_rng(options.seed)
-        sample = rng.choice(split.test, size=min(MONOTONE_SAMPLE_ROWS, len(split.test)), replace=False)
+        sample = rng.choice(
+            split.test, size=min(MONOTONE_SAMPLE_ROWS, len(split.test)), replace=False
+        )
         evaluation.monotonicity = [
             c.to_dict() for c in check_monotone(model.booster, x_all[sample], names, spec.monotone)
         ]
@@ -191,9 +193,9 @@ def train_model(
         "seed": options.seed,
         "params": params,
         "calibration_method": calibrator.method,
-        "n_fit": int(len(split.fit)),
-        "n_calibration": int(len(split.valid)),
-        "n_test": int(len(split.test)),
+        "n_fit": len(split.fit),
+        "n_calibration": len(split.valid),
+        "n_test": len(split.test),
         "base_default_rate": base_rate,
         "test_metrics": evaluation.metrics,
         "feature_importance": evaluation.feature_importance,

@@ -60,9 +60,7 @@ def list_models(ctx: AppContext, name: str | None = None) -> list[dict[str, Any]
                 "gate_passed": info.tags.get("gate_passed"),
                 "bundle_sha256": info.tags.get("bundle_sha256", ""),
                 "metrics": {
-                    k: info.metrics[k]
-                    for k in ("auc", "gini", "ks", "brier")
-                    if k in info.metrics
+                    k: info.metrics[k] for k in ("auc", "gini", "ks", "brier") if k in info.metrics
                 },
             }
         )

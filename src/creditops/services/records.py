@@ -90,14 +90,20 @@ def record_outcomes(
             action="feedback.record",
             target=f"{len(items)} outcomes",
             outcome="ok",
-            details={"created": result.created, "updated": result.updated,
-                     "unchanged": result.unchanged, "unknown": len(result.unknown)},
+            details={
+                "created": result.created,
+                "updated": result.updated,
+                "unchanged": result.unchanged,
+                "unknown": len(result.unknown),
+            },
         )
     return result
 
 
 # -- reviews ----------------------------------------------------------------------------
-def pending_reviews(sessions: sessionmaker[Session], limit: int, offset: int) -> list[dict[str, Any]]:
+def pending_reviews(
+    sessions: sessionmaker[Session], limit: int, offset: int
+) -> list[dict[str, Any]]:
     with sessions() as session:
         rows = DecisionRepository(session).pending_reviews(limit=limit, offset=offset)
         return [decision_dict(r) for r in rows]
@@ -173,7 +179,11 @@ class CreatedKey:
 
 
 def create_key(
-    sessions: sessionmaker[Session], name: str, scopes: Sequence[str], valid: Sequence[str], actor: str
+    sessions: sessionmaker[Session],
+    name: str,
+    scopes: Sequence[str],
+    valid: Sequence[str],
+    actor: str,
 ) -> CreatedKey:
     unknown = [s for s in scopes if s not in valid]
     if unknown or not scopes:
@@ -190,7 +200,10 @@ def create_key(
             key_id=key_id, name=name, key_hash=hash_key(key), scopes=sorted(set(scopes))
         )
         AuditRepository(session).add(
-            actor=actor, action="key.create", target=key_id, outcome="ok",
+            actor=actor,
+            action="key.create",
+            target=key_id,
+            outcome="ok",
             details={"name": name, "scopes": sorted(set(scopes))},
         )
     return CreatedKey(key=key, key_id=key_id, name=name, scopes=sorted(set(scopes)))
@@ -220,7 +233,9 @@ def key_dict(row: ApiKeyRow) -> dict[str, Any]:
     }
 
 
-def audit_entries(sessions: sessionmaker[Session], limit: int, action: str | None) -> list[dict[str, Any]]:
+def audit_entries(
+    sessions: sessionmaker[Session], limit: int, action: str | None
+) -> list[dict[str, Any]]:
     with sessions() as session:
         return [
             {
@@ -299,11 +314,15 @@ def export_decisions(
             frame = pd.DataFrame(list(_export_rows(chunk)))
             total += len(frame)
             if fmt == "csv":
-                frame.to_csv(output, mode="a" if total > len(frame) else "w",
-                             header=total == len(frame), index=False)
+                frame.to_csv(
+                    output,
+                    mode="a" if total > len(frame) else "w",
+                    header=total == len(frame),
+                    index=False,
+                )
             else:
-                import pyarrow as pa  # noqa: PLC0415
-                import pyarrow.parquet as pq  # noqa: PLC0415
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if writer is None:
@@ -312,9 +331,20 @@ def export_decisions(
     if writer is not None:
         writer.close()
     if total == 0:
-        pd.DataFrame(columns=["decision_id", "application_id", "model_name", "model_version",
-                              "pd", "score", "decision", "created_at"]).to_csv(output, index=False) \
-            if fmt == "csv" else pd.DataFrame({"decision_id": pd.Series(dtype=str)}).to_parquet(output)
+        pd.DataFrame(
+            columns=[
+                "decision_id",
+                "application_id",
+                "model_name",
+                "model_version",
+                "pd",
+                "score",
+                "decision",
+                "created_at",
+            ]
+        ).to_csv(output, index=False) if fmt == "csv" else pd.DataFrame(
+            {"decision_id": pd.Series(dtype=str)}
+        ).to_parquet(output)
     return total
 
 
@@ -325,7 +355,10 @@ def purge_decisions(
     with sessions.begin() as session:
         removed = DecisionRepository(session).purge_before(cutoff)
         AuditRepository(session).add(
-            actor=actor, action="decisions.purge", target=cutoff.isoformat(), outcome="ok",
+            actor=actor,
+            action="decisions.purge",
+            target=cutoff.isoformat(),
+            outcome="ok",
             details={"removed": removed, "retention_days": retention_days},
         )
     return {"removed": removed, "cutoff": cutoff.isoformat(), "retention_days": retention_days}

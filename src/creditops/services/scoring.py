@@ -12,7 +12,8 @@ import pandas as pd
 
 from creditops.errors import DataError, InvalidInputError
 from creditops.features.dataset import parse_numeric, read_table
-from creditops.modeling.bundle import MAX_REASONS, ScoringModel, check_frame_columns
+from creditops.modeling.bundle import ScoringModel, check_frame_columns
+from creditops.modeling.explain import MAX_REASONS
 from creditops.services.context import AppContext
 from creditops.services.models import load_model, load_test_set
 
@@ -67,7 +68,9 @@ def scored_frame(frame: pd.DataFrame, model: ScoringModel, name: str, version: s
     return out
 
 
-def score_file(ctx: AppContext, name: str, ref: str, input_path: Path, output: Path) -> ScoreOutcome:
+def score_file(
+    ctx: AppContext, name: str, ref: str, input_path: Path, output: Path
+) -> ScoreOutcome:
     loaded = load_model(ctx, name, ref)
     frame = read_table(input_path)
     check_frame_columns(frame, loaded.model)

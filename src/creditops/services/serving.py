@@ -64,9 +64,7 @@ class ModelRouter:
 def load_router(ctx: AppContext, names: Sequence[str]) -> ModelRouter:
     """Load the production version of each named model (every aliased model if empty)."""
     if not names:
-        names = [
-            n for n in ctx.registry.model_names() if ctx.registry.find_alias(n, "production")
-        ]
+        names = [n for n in ctx.registry.model_names() if ctx.registry.find_alias(n, "production")]
     slots = {}
     for name in names:
         loaded = load_model(ctx, name, "production")
@@ -120,9 +118,7 @@ def decide(
         x = encoder.encode_row(applications[0].features)
     else:
         x = np.vstack([encoder.encode_row(a.features) for a in applications])
-    raw = {
-        f: [a.features.get(f) for a in applications] for f in model.policy.knockout_features()
-    }
+    raw = {f: [a.features.get(f) for a in applications] for f in model.policy.knockout_features()}
     batch = model.score_encoded(x, raw or None, reasons=reasons)
     now = datetime.now(UTC)
     results = []

@@ -24,7 +24,6 @@ from creditops.services.context import AppContext, git_commit
 from creditops.services.models import TEST_SET_ARTIFACT
 
 
-
 @dataclass(frozen=True)
 class TrainRequest:
     spec_path: Path
@@ -96,8 +95,12 @@ def _metrics(evaluation: Evaluation) -> dict[str, float]:
     for key, value in (evaluation.uplift or {}).items():
         metrics[f"uplift_{key}"] = value
     for item in evaluation.fairness:
-        for key in ("demographic_parity_ratio", "equal_opportunity_ratio", "disparate_impact_ratio",
-                    "fairness_score"):
+        for key in (
+            "demographic_parity_ratio",
+            "equal_opportunity_ratio",
+            "disparate_impact_ratio",
+            "fairness_score",
+        ):
             if item.get(key) is not None:
                 metrics[f"fairness_{item['attribute']}_{key}"] = float(item[key])
     return metrics
@@ -159,10 +162,13 @@ def train_and_register(
     spec = load_spec(request.spec_path)
     name = request.name or spec.name
     if not name:
-        raise InvalidInputError("a model name is needed: pass --name or set name: in the spec",
-                                field="name")
+        raise InvalidInputError(
+            "a model name is needed: pass --name or set name: in the spec", field="name"
+        )
     defaults = ctx.settings.training
-    max_dirty = spec.max_dirty_share if spec.max_dirty_share is not None else defaults.max_dirty_share
+    max_dirty = (
+        spec.max_dirty_share if spec.max_dirty_share is not None else defaults.max_dirty_share
+    )
     say(f"reading {request.data_path.name}")
     data = load_training_data(request.data_path, spec, max_dirty_share=max_dirty)
     for warning in data.warnings:

@@ -13,7 +13,12 @@ import pandas as pd
 from creditops.features.dataset import TrainingData
 from creditops.modeling.bundle import ScoringModel
 from creditops.modeling.evaluation import Evaluation, evaluate_model
-from creditops.modeling.gate import GateResult, champion_comparison, evaluate_gate, load_gate_profile
+from creditops.modeling.gate import (
+    GateResult,
+    champion_comparison,
+    evaluate_gate,
+    load_gate_profile,
+)
 from creditops.modeling.lgbm import check_monotone
 from creditops.modeling.metrics import delong_test
 from creditops.reporting.model_report import render_model_report
@@ -110,8 +115,11 @@ def validate(
             "gate_failed_checks": ",".join(c.metric for c in result.failed)[:500],
         },
     )
-    lineage = {k: v for k, v in candidate.info.tags.items() if k.endswith("sha256") or k in (
-        "git_commit", "algorithm", "policy_version")}
+    lineage = {
+        k: v
+        for k, v in candidate.info.tags.items()
+        if k.endswith("sha256") or k in ("git_commit", "algorithm", "policy_version")
+    }
     report = ctx.reports_dir / name / f"v{version}" / f"validation-{profile.name}.html"
     render_model_report(
         build_report_data(

@@ -10,7 +10,7 @@ Modules:
 - :mod:`creditops.store.engine`: engines with the right SQLite pragmas / Postgres pooling,
   session factories, health check, transient-error retries.
 - :mod:`creditops.store.tables`: the ORM rows (``*Row``) and ``metadata``.
-- :mod:`creditops.store.schema`: Alembic migrations driven from code (no alembic.ini).
+- :mod:`creditops.store.migrations_api`: Alembic migrations driven from code (no alembic.ini).
 - :mod:`creditops.store.repositories`: query helpers; they never commit.
 - :mod:`creditops.store.decision_log`: the group-commit decision writer.
 

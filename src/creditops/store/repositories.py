@@ -208,7 +208,10 @@ class OutcomeRepository:
             "recorded_at": recorded_at,
         }
         stmt = _upsert_insert(self.session, OutcomeRow).values(**values)
-        if _rowcount(self.session.execute(stmt.on_conflict_do_nothing())) == 1:
+        # RETURNING tells reliably whether the row was inserted (rowcount of an INSERT is
+        # not guaranteed by every driver).
+        stmt = stmt.on_conflict_do_nothing().returning(_table(OutcomeRow).c.decision_id)
+        if self.session.execute(stmt).first() is not None:
             return "created"
         existing = self.session.execute(
             select(OutcomeRow)
@@ -421,7 +424,7 @@ class ModelControlRepository:
         )
         return self.session.scalars(query).one()
 
-    def suspended_models(self) -> builtins.list[str]:
-        """Names of the models whose automated decisioning is suspended, sorted."""
-        query = select(ModelControlRow.model_name).where(ModelControlRow.suspended.is_(True))
-        return sorted(self.session.scalars(query))
+    def list(self) -> builtins.list[ModelControlRow]:
+        """The controls of every model that has any, by model name."""
+        query = select(ModelControlRow).order_by(ModelControlRow.model_name)
+        return builtins.list(self.session.scalars(query))

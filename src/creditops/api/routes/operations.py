@@ -34,8 +34,12 @@ def add_operation_routes(app: FastAPI, state: ApiState) -> None:
     admin = Depends(state.auth.require("admin"))
     router = APIRouter()
 
-    @router.get("/v1/models", tags=["models"], operation_id="list_models",
-                response_model=list[ModelSummaryResponse])
+    @router.get(
+        "/v1/models",
+        tags=["models"],
+        operation_id="list_models",
+        response_model=list[ModelSummaryResponse],
+    )
     async def list_models(principal: Principal = read) -> list[ModelSummaryResponse]:
         """Served models, the version that serves, aliases and suspension state."""
         del principal
@@ -52,8 +56,12 @@ def add_operation_routes(app: FastAPI, state: ApiState) -> None:
             )
         return out
 
-    @router.get("/v1/models/{name}/versions", tags=["models"], operation_id="list_versions",
-                response_model=list[VersionResponse])
+    @router.get(
+        "/v1/models/{name}/versions",
+        tags=["models"],
+        operation_id="list_versions",
+        response_model=list[VersionResponse],
+    )
     async def list_versions(name: ModelName, principal: Principal = read) -> list[VersionResponse]:
         """Every registered version of a model, its aliases and metrics."""
         del principal
@@ -63,21 +71,40 @@ def add_operation_routes(app: FastAPI, state: ApiState) -> None:
         serving = {s.name: s.version for s in state.router.slots()}.get(name)
         return [
             VersionResponse(
-                name=v.name, version=v.version, aliases=list(v.aliases), created_at=v.created_at,
-                metrics=dict(v.metrics), tags=dict(v.tags), serving=v.version == serving,
+                name=v.name,
+                version=v.version,
+                aliases=list(v.aliases),
+                created_at=v.created_at,
+                metrics=dict(v.metrics),
+                tags=dict(v.tags),
+                serving=v.version == serving,
             )
             for v in versions
         ]
 
-    @router.post("/v1/feedback", tags=["feedback"], operation_id="record_feedback",
-                 response_model=FeedbackResponse)
-    async def feedback(body: FeedbackRequest, principal: Principal = feedback_scope) -> FeedbackResponse:
+    @router.post(
+        "/v1/feedback",
+        tags=["feedback"],
+        operation_id="record_feedback",
+        response_model=FeedbackResponse,
+    )
+    async def feedback(
+        body: FeedbackRequest, principal: Principal = feedback_scope
+    ) -> FeedbackResponse:
         """Observed outcomes for earlier decisions. Idempotent; unknown ids come back."""
-        items = [OutcomeInput(o.decision_id, o.application_id, o.defaulted, o.observed_at)
-                 for o in body.outcomes]
-        result = await run_in_threadpool(records.record_outcomes, state.sessions, items, actor(principal))
-        return FeedbackResponse(created=result.created, updated=result.updated,
-                                unchanged=result.unchanged, unknown=result.unknown)
+        items = [
+            OutcomeInput(o.decision_id, o.application_id, o.defaulted, o.observed_at)
+            for o in body.outcomes
+        ]
+        result = await run_in_threadpool(
+            records.record_outcomes, state.sessions, items, actor(principal)
+        )
+        return FeedbackResponse(
+            created=result.created,
+            updated=result.updated,
+            unchanged=result.unchanged,
+            unknown=result.unknown,
+        )
 
     @router.get("/v1/reviews", tags=["reviews"], operation_id="pending_reviews")
     async def reviews(
@@ -97,15 +124,23 @@ def add_operation_routes(app: FastAPI, state: ApiState) -> None:
     ) -> dict[str, Any]:
         """A reviewer's final decision, recorded against the original (never replacing it)."""
         result = await run_in_threadpool(
-            records.submit_review, state.sessions, decision_id, body.final_decision,
-            body.override_reason_code, body.note, body.reviewer, actor(principal),
+            records.submit_review,
+            state.sessions,
+            decision_id,
+            body.final_decision,
+            body.override_reason_code,
+            body.note,
+            body.reviewer,
+            actor(principal),
         )
         state.metrics.reviews.labels(result["model_name"]).inc()
         if result["overridden"]:
             state.metrics.overrides.labels(result["model_name"]).inc()
         return result
 
-    async def _switch(name: str, suspended: bool, reason: str, principal: Principal) -> dict[str, Any]:
+    async def _switch(
+        name: str, suspended: bool, reason: str, principal: Principal
+    ) -> dict[str, Any]:
         state.router.route(name)  # 404 for a model this service does not serve
         result = await run_in_threadpool(
             records.set_suspended, state.sessions, name, suspended, reason, actor(principal)
@@ -115,14 +150,16 @@ def add_operation_routes(app: FastAPI, state: ApiState) -> None:
         return result
 
     @router.post("/v1/models/{name}/suspend", tags=["models"], operation_id="suspend_model")
-    async def suspend(name: ModelName, body: SuspendRequest | None = None,
-                      principal: Principal = admin) -> dict[str, Any]:
+    async def suspend(
+        name: ModelName, body: SuspendRequest | None = None, principal: Principal = admin
+    ) -> dict[str, Any]:
         """Kill switch: route every new decision of this model to review."""
         return await _switch(name, True, body.reason if body else "", principal)
 
     @router.post("/v1/models/{name}/resume", tags=["models"], operation_id="resume_model")
-    async def resume(name: ModelName, body: SuspendRequest | None = None,
-                     principal: Principal = admin) -> dict[str, Any]:
+    async def resume(
+        name: ModelName, body: SuspendRequest | None = None, principal: Principal = admin
+    ) -> dict[str, Any]:
         """Resume automated decisioning."""
         return await _switch(name, False, body.reason if body else "", principal)
 

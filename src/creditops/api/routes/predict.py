@@ -74,10 +74,14 @@ async def run_decisions(
     reasons = state.settings.serve.reasons_for
     if len(applications) >= THREAD_BATCH_ROWS:
         results = await run_in_threadpool(
-            decide, slot, applications, reasons=reasons, suspended=suspended  # type: ignore[arg-type]
+            decide,
+            slot,
+            applications,
+            reasons=reasons,
+            suspended=suspended,
         )
     else:
-        results = decide(slot, applications, reasons=reasons, suspended=suspended)  # type: ignore[arg-type]
+        results = decide(slot, applications, reasons=reasons, suspended=suspended)
     latency_ms = (time.perf_counter() - started) * 1000.0
     request_id = request.headers.get("x-request-id") or results[0].decision_id
     await state.decision_log.write(
@@ -91,10 +95,7 @@ async def run_decisions(
 
 
 def _applications(body: Any) -> list[Application]:
-    if hasattr(body, "applications"):
-        items = body.applications
-    else:
-        items = [body]
+    items = body.applications if hasattr(body, "applications") else [body]
     return [
         Application(
             application_id=item.application_id,
@@ -117,7 +118,7 @@ def add_model_routes(app: FastAPI, state: ApiState, slot: ServingSlot, *, seed_r
     body_type = Union[single_model, batch_model]  # type: ignore[valid-type]  # noqa: UP007
 
     async def predict(
-        body: body_type,  # type: ignore[valid-type]
+        body: body_type,
         request: Request,
         principal: Principal = predict_scope,
     ) -> Any:

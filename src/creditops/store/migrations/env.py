@@ -1,8 +1,9 @@
 """Alembic environment of the creditops service store.
 
-Run migrations through :mod:`creditops.store.schema` (``upgrade_database`` etc.), which opens
-the connection with creditops' engine settings and passes it in ``config.attributes``; the
-``alembic`` command line and offline (``--sql``) mode are not supported.
+Run migrations through :mod:`creditops.store.migrations_api` (``upgrade_database`` etc.),
+which opens the connection with creditops' engine settings and passes it in
+``config.attributes``; the ``alembic`` command line and offline (``--sql``) mode are not
+supported.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from creditops.store.schema import VERSION_TABLE
+from creditops.store.migrations_api import VERSION_TABLE
 from creditops.store.tables import metadata
 
 
@@ -19,7 +20,7 @@ def _run() -> None:
         raise RuntimeError("creditops migrations do not support offline (--sql) mode")
     connection = context.config.attributes.get("connection")
     if not isinstance(connection, Connection):
-        raise RuntimeError("run creditops migrations through creditops.store.schema")
+        raise RuntimeError("run creditops migrations through creditops.store.migrations_api")
     context.configure(
         connection=connection,
         target_metadata=metadata,

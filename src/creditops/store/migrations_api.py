@@ -8,6 +8,11 @@ the service) inside one transaction, so a failed upgrade leaves the schema uncha
 The version is kept in ``creditops_alembic_version`` rather than Alembic's default
 ``alembic_version``, so creditops can share a PostgreSQL database (e.g. with MLflow, which
 also uses Alembic) without the two overwriting each other's version.
+
+Several processes may migrate at once (e.g. every uvicorn worker calls
+:func:`ensure_current` at start-up): on SQLite the ``BEGIN IMMEDIATE`` transaction
+serializes them, on PostgreSQL a transaction-scoped advisory lock does; the later ones then
+find the database at head and do nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -35,12 +40,16 @@ __all__ = [
     "VERSION_TABLE",
     "current_revision",
     "downgrade_database",
+    "ensure_current",
     "head_revision",
     "schema_differences",
     "upgrade_database",
 ]
 
 VERSION_TABLE = "creditops_alembic_version"
+
+# Arbitrary constant key of the PostgreSQL advisory lock taken while migrating.
+_PG_MIGRATION_LOCK = 0x63726564  # "cred"
 
 
 @contextmanager
@@ -78,6 +87,8 @@ def _read_connection(url: str) -> Iterator[Connection]:
 
 def _run(url: str, action: str, revision: str) -> None:
     with _engine(url) as engine, engine.begin() as conn, _alembic_config(conn) as config:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
         try:
             if action == "upgrade":
                 command.upgrade(config, revision)
@@ -95,6 +106,15 @@ def upgrade_database(url: str, revision: str = "head") -> None:
 def downgrade_database(url: str, revision: str) -> None:
     """Migrate the database at ``url`` down to ``revision`` (``"base"`` drops everything)."""
     _run(url, "downgrade", revision)
+
+
+def ensure_current(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema (no-op when it is already there).
+
+    Called by the service and the CLI at start-up, so the embedded SQLite store needs no
+    separate migration step.
+    """
+    upgrade_database(url, "head")
 
 
 def current_revision(url: str) -> str | None:
