@@ -29,7 +29,7 @@ typecheck: install
 
 ## The whole test suite: lint, types, tests with coverage. CI runs exactly this.
 test: lint typecheck
-	$(BIN)/pytest -n 2 --cov --cov-report=term --cov-report=xml; rc=$$?; \
+	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=term --cov-report=xml; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 unit: install

@@ -265,6 +265,94 @@ def test_cli_other_bad_inputs(cli: CliRunner, tmp_path: Path) -> None:
         assert message in err and "Traceback" not in err, (args, err)
 
 
+def test_weak_challenger_fails_champion_check_and_what_if(
+    cli: CliRunner, taiwan_v1: dict[str, object], tmp_path: Path
+) -> None:
+    spec = load_spec(DATA / "specs/taiwan.yaml").model_dump(mode="json")
+    spec["exclude_from_model"] = [f for f in spec["features"] if f != "education"]
+    spec["monotone"] = {}
+    spec["reasons"] = None
+    weak = write_spec(tmp_path / "weak.yaml", spec)
+    code, out, err = invoke(
+        cli,
+        "train",
+        "--spec",
+        str(weak),
+        "--data",
+        str(DATA / "taiwan_credit_card.csv"),
+        "--name",
+        "taiwan",
+        "--json",
+    )
+    assert code == 0, err
+    version = json.loads(out)["version"]
+    assert version != taiwan_v1["version"]
+    code, out, _ = invoke(
+        cli,
+        "validate",
+        "--name",
+        "taiwan",
+        "--version",
+        version,
+        "--profile",
+        str(DATA / "gates/taiwan.yaml"),
+        "--json",
+    )
+    assert code == 1
+    verdict = json.loads(out)
+    champion = verdict["champion"]
+    assert champion["version"] == str(taiwan_v1["version"])
+    assert champion["auc_candidate"] < champion["auc_champion"] and champion["p_value"] < 0.05
+    assert "champion_p_value" in {c["metric"] for c in verdict["checks"] if not c["passed"]}
+    # a failed gate blocks promotion to production unless forced
+    code, _, err = invoke(
+        cli, "models", "promote", "--name", "taiwan", "--version", version, "--to", "production"
+    )
+    assert code == 2 and "failed its validation gate" in err
+
+    code, out, err = invoke(
+        cli,
+        "policy",
+        "what-if",
+        "--name",
+        "taiwan",
+        "--alias",
+        "production",
+        "--cutoffs",
+        "500,540,580",
+        "--json",
+    )
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["cutoff"] for r in rows] == [500.0, 540.0, 580.0]
+    rates = [r["approval_rate"] for r in rows]
+    assert rates == sorted(rates, reverse=True)
+    bad_rates = [r["expected_bad_rate"] for r in rows]
+    assert bad_rates == sorted(bad_rates, reverse=True)
+    assert [r["is_current"] for r in rows] == [False, True, False]
+
+
+def test_tuning_is_bounded_and_reproducible() -> None:
+    spec = parse_spec(synthetic_spec())
+    frame = synthetic_credit(1500, seed=3)
+    from creditops.features.dataset import TrainingData
+
+    y = (frame["target"] == "bad").to_numpy(dtype=np.int8)
+    data = TrainingData(
+        frame=frame.drop(columns=["target"]),
+        y=y,
+        is_test=None,
+        data_sha256="x",
+        n_rows_read=len(frame),
+    )
+    options = TrainOptions(tune_trials=3, tune_timeout_s=60)
+    first = train_model(data, spec, options)
+    second = train_model(data, spec, options)
+    assert first.bundle.sha256() == second.bundle.sha256()
+    tuned = first.bundle.training["params"]
+    assert {"learning_rate", "num_leaves"} <= set(tuned)
+
+
 def test_tampered_artifact_is_refused(
     cli: CliRunner, taiwan_v1: dict[str, object], home: Path, tmp_path: Path
 ) -> None:
@@ -280,7 +368,7 @@ def test_tampered_artifact_is_refused(
         shutil.rmtree(cache)
     sample = tmp_path / "in.csv"
     pd.read_csv(DATA / "taiwan_credit_card.csv", nrows=5).to_csv(sample, index=False)
-    code, out, err = invoke(
+    code, _, err = invoke(
         cli,
         "score",
         "--name",

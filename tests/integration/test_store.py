@@ -826,14 +826,16 @@ def test_two_processes_share_one_sqlite_file(sqlite_url: str) -> None:
         )
         for i in range(2)
     ]
-    # Meanwhile this process runs other write transactions on the same file.
+    # Meanwhile this process runs read-then-write transactions on the same file (the kind
+    # that deadlocks on a lock upgrade without BEGIN IMMEDIATE).
     eng = create_db_engine(sqlite_url)
     factory = session_factory(eng)
     audits = 0
     time.sleep(max(0.0, start_at - time.time()))
     while time.time() < start_at + 2.0:
         with factory.begin() as session:
-            AuditRepository(session).add("test", "probe", "t", "ok")
+            seen = DecisionRepository(session).count()
+            AuditRepository(session).add("test", "probe", "t", "ok", {"seen": seen})
         audits += 1
     results: list[dict[str, Any]] = []
     for child in children:

@@ -106,6 +106,7 @@ class _Pending:
     rows: list[dict[str, Any]]
     future: Future[None]
     live: bool = field(default=True)  # False once the caller cancelled (still written)
+    released: bool = field(default=False)  # counted out of the queue depth
 
 
 _STOP: Final = object()
@@ -325,7 +326,10 @@ class DecisionLogWriter:
 
     def _release(self, batch: list[_Pending]) -> None:
         with self._lock:
-            self._depth -= sum(len(pending.rows) for pending in batch)
+            for pending in batch:
+                if not pending.released:
+                    pending.released = True
+                    self._depth -= len(pending.rows)
 
     def _fail_unclaimed(self) -> None:
         unclaimed: list[_Pending] = []
