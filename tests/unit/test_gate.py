@@ -100,5 +100,5 @@ def test_profiles_load() -> None:
 def test_bad_profile(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nmetrics: {min: {auc: high}}\n")
-    with pytest.raises(ConfigError, match="metrics.min.auc"):
+    with pytest.raises(ConfigError, match=r"metrics\.min\.auc"):
         load_gate_profile(str(bad))
