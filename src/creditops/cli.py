@@ -33,8 +33,14 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List and promote registered model versions.", no_args_is_help=True)
 policy_app = typer.Typer(help="Decision policy tools.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for the decision service.", no_args_is_help=True)
+decisions_app = typer.Typer(help="The decision log: export and retention.", no_args_is_help=True)
+db_app = typer.Typer(help="The service database.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(policy_app, name="policy")
+app.add_typer(keys_app, name="keys")
+app.add_typer(decisions_app, name="decisions")
+app.add_typer(db_app, name="db")
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -336,6 +342,186 @@ def info() -> None:
     out.print(
         "MLflow UI: mlflow ui --backend-store-uri "
         f"{settings.tracking_uri} --default-artifact-root {settings.artifact_root.as_uri()}"
+    )
+
+
+def _sessions() -> Any:
+    from creditops.store.engine import create_db_engine, session_factory
+    from creditops.store.migrations_api import ensure_current
+
+    settings = get_settings()
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    ensure_current(settings.database)
+    return session_factory(create_db_engine(settings.database))
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Apply the database migrations (the service does this at start-up too)."""
+    from creditops.store.migrations_api import current_revision, upgrade_database
+
+    settings = get_settings()
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    run(lambda: upgrade_database(settings.database, revision))
+    out.print(f"database at revision {current_revision(settings.database)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Option(help="Target revision, e.g. base.")],
+) -> None:
+    """Revert migrations down to a revision."""
+    from creditops.store.migrations_api import current_revision, downgrade_database
+
+    settings = get_settings()
+    run(lambda: downgrade_database(settings.database, revision))
+    out.print(f"database at revision {current_revision(settings.database)}")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated scopes, e.g. predict,explain.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API key; the key is printed once and stored only as a hash."""
+    from creditops.domain.access import SCOPES
+    from creditops.services.records import cli_actor, create_key
+
+    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+    created = run(lambda: create_key(_sessions(), name, wanted, SCOPES, cli_actor()))
+    if as_json:
+        _print_json(
+            {
+                "key": created.key,
+                "id": created.key_id,
+                "name": created.name,
+                "scopes": created.scopes,
+            }
+        )
+    else:
+        out.print(
+            f"API key {created.key_id} ({', '.join(created.scopes)}). Store it now; "
+            "it is not shown again:"
+        )
+        out.print(created.key, soft_wrap=True)
+
+
+@keys_app.command("list")
+def keys_list(as_json: JsonOpt = False) -> None:
+    """List API keys (never the secrets)."""
+    from creditops.services.records import list_keys
+
+    rows = run(lambda: list_keys(_sessions()))
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title="API keys")
+    for column in ("id", "name", "scopes", "created", "revoked"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["id"],
+            row["name"],
+            ",".join(row["scopes"]),
+            row["created_at"][:19],
+            (row["revoked_at"] or "")[:19],
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Option("--id", help="Key id to revoke.")]) -> None:
+    """Revoke an API key (effective on every worker within seconds)."""
+    from creditops.services.records import cli_actor, revoke_key
+
+    run(lambda: revoke_key(_sessions(), key_id, cli_actor()))
+    out.print(f"revoked {key_id}")
+
+
+def _parse_since(since: str | None) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    if not since:
+        return None
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if since[-1:] in units and since[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[since[-1]]: int(since[:-1])})
+    try:
+        parsed = datetime.fromisoformat(since)
+    except ValueError:
+        raise InvalidInputError(
+            f"--since must be like 24h, 7d, 30m or an ISO date; got {since!r}", field="since"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@decisions_app.command("export")
+def decisions_export(
+    output: Annotated[Path, typer.Option(help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    since: Annotated[str | None, typer.Option(help="e.g. 24h, 7d or 2026-11-01.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+) -> None:
+    """One row per decision, with reasons and inputs, for analysts."""
+    from creditops.services.records import export_decisions
+
+    rows = run(lambda: export_decisions(_sessions(), output, fmt, _parse_since(since), model))
+    out.print(f"exported {rows} decisions to {output}")
+
+
+@decisions_app.command("purge")
+def decisions_purge(
+    retention_days: Annotated[
+        int | None, typer.Option(help="Override CREDITOPS_SERVE__RETENTION_DAYS.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete decisions (and their outcomes and reviews) older than the retention period."""
+    from creditops.services.records import cli_actor, purge_decisions
+
+    days = retention_days or get_settings().serve.retention_days
+    if days < 1:
+        raise _fail(InvalidInputError("--retention-days must be at least 1"))
+    result = run(lambda: purge_decisions(_sessions(), days, cli_actor()))
+    if as_json:
+        _print_json(result)
+    else:
+        out.print(f"removed {result['removed']} decisions older than {result['cutoff']}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+) -> None:
+    """Run the decision service (uvicorn) on the embedded defaults or configured stores."""
+    import os
+    import tempfile
+
+    import uvicorn
+
+    from creditops.store.migrations_api import ensure_current
+
+    settings = get_settings()
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    run(lambda: ensure_current(settings.database))
+    n_workers = workers or settings.serve.workers
+    os.environ["CREDITOPS_HOME"] = str(settings.home_dir)
+    if n_workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = Path(tempfile.mkdtemp(prefix="metrics-", dir=settings.home_dir))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    uvicorn.run(
+        "creditops.api.app:create_app",
+        factory=True,
+        host=host or settings.serve.host,
+        port=port or settings.serve.port,
+        workers=n_workers,
+        log_level="warning",
+        access_log=False,
     )
 
 

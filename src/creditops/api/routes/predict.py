@@ -6,7 +6,8 @@ import time
 from typing import Any, Union
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import ORJSONResponse
+import orjson
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from creditops.api.schemas import (
@@ -22,6 +23,11 @@ from creditops.services.serving import Application, DecisionResult, ServingSlot,
 # Batches at least this large are scored in a worker thread so the event loop stays free;
 # a single applicant is cheaper to score inline than to hand to a thread.
 THREAD_BATCH_ROWS = 16
+
+
+def json_response(payload: object) -> Response:
+    """orjson straight to bytes: the payload is already plain JSON types."""
+    return Response(orjson.dumps(payload), media_type="application/json")
 
 
 def decision_payload(result: DecisionResult) -> dict[str, Any]:
@@ -126,8 +132,8 @@ def add_model_routes(app: FastAPI, state: ApiState, slot: ServingSlot, *, seed_r
         applications = _applications(body)
         payloads = await run_decisions(state, request, current, applications, principal)
         if isinstance(body, batch_model):
-            return ORJSONResponse({"decisions": payloads})
-        return ORJSONResponse(payloads[0])
+            return json_response({"decisions": payloads})
+        return json_response(payloads[0])
 
     async def explain_route(
         body: single_model,  # type: ignore[valid-type]
@@ -137,7 +143,7 @@ def add_model_routes(app: FastAPI, state: ApiState, slot: ServingSlot, *, seed_r
         current = state.router.route(name)
         result = explain(current, body.features.model_dump())  # type: ignore[attr-defined]
         result["model"] = {"name": current.name, "version": current.version}
-        return ORJSONResponse(result)
+        return json_response(result)
 
     responses: dict[int | str, dict[str, Any]] = {
         200: {"model": Union[DecisionResponse, BatchDecisionResponse]},  # noqa: UP007
