@@ -57,6 +57,28 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def _one_branch(errors: Any, body: object) -> list[dict[str, Any]]:
+    """Errors of the union branch the client meant, with the branch's class name removed.
+
+    A predict body is either one application or a batch; pydantic reports failures of both
+    alternatives. The shape of the body says which one the client meant.
+    """
+    wanted = (
+        "BatchRequest"
+        if isinstance(body, dict) and "applications" in body
+        else "ApplicationRequest"
+    )
+    picked: list[dict[str, Any]] = []
+    for error in errors:
+        loc = list(error.get("loc", ()))
+        if len(loc) > 1 and isinstance(loc[1], str) and loc[1].endswith("Request"):
+            if not loc[1].endswith(wanted):
+                continue
+            loc = [loc[0], *loc[2:]]
+        picked.append({**error, "loc": loc})
+    return picked or list(errors)
+
+
 def status_for(exc: CreditopsError) -> int:
     if isinstance(exc, NotFoundError):
         return 404
@@ -84,7 +106,7 @@ def install_problem_handlers(app: FastAPI, on_error: Any = None) -> None:
                 "message": str(e.get("msg", "")),
                 "type": str(e.get("type", "")),
             }
-            for e in errors
+            for e in _one_branch(errors, exc.body)
         ]
         count("validation_error")
         first = details[0] if details else {"field": "body", "message": "invalid"}

@@ -1,0 +1,63 @@
+"""A trained, promoted Taiwan model and an app bound to it, shared per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from creditops.api.app import create_app
+from creditops.domain.access import SCOPES
+from creditops.services.context import AppContext
+from creditops.services.models import promote
+from creditops.services.records import create_key
+from creditops.services.training import TrainRequest, train_and_register
+from creditops.settings import Settings
+from creditops.store.engine import create_db_engine, session_factory
+from creditops.store.migrations_api import ensure_current
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "data"
+
+
+@pytest.fixture(scope="session")
+def served_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("api-home")
+    ctx = AppContext(Settings(home=home))
+    train_and_register(
+        ctx,
+        TrainRequest(
+            spec_path=DATA / "specs/taiwan.yaml",
+            data_path=DATA / "taiwan_credit_card.csv",
+            name="taiwan",
+            policy_path=DATA / "policies/taiwan.yaml",
+        ),
+    )
+    promote(ctx, "taiwan", "1", "production", force=True)
+    return home
+
+
+@pytest.fixture(scope="session")
+def keys(served_home: Path) -> dict[str, str]:
+    settings = Settings(home=served_home)
+    ensure_current(settings.database)
+    sessions = session_factory(create_db_engine(settings.database))
+    made = {
+        "admin": create_key(sessions, "admin", ["admin"], SCOPES, "test").key,
+        "predict": create_key(sessions, "client", ["predict"], SCOPES, "test").key,
+        "read": create_key(sessions, "reader", ["read", "explain", "feedback"], SCOPES, "test").key,
+    }
+    return made
+
+
+@pytest.fixture(scope="session")
+def client(served_home: Path, keys: dict[str, str]) -> Iterator[TestClient]:
+    settings = Settings(home=served_home, serve={"max_batch": 50, "max_body_bytes": 200_000})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
