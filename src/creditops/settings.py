@@ -73,6 +73,12 @@ class ServeSettings(BaseModel):
         description="Compute reason codes for 'all' decisions or only 'adverse' ones "
         "(review and decline), which need them for notices.",
     )
+    reload_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="How often each worker checks the production alias and swaps in a new "
+        "version (0 = never).",
+    )
     retention_days: int = Field(
         default=762, ge=1, description="Decision records kept this long (default 25 months)."
     )

@@ -216,3 +216,37 @@ def test_models_endpoints(client: TestClient, keys: dict[str, str]) -> None:
     versions = client.get("/v1/models/taiwan/versions", headers=auth(keys["read"])).json()
     assert versions[0]["serving"] is True and "auc" in versions[0]["metrics"]
     assert client.get("/v1/models/nope/versions", headers=auth(keys["read"])).status_code == 404
+
+
+def test_alias_move_swaps_the_served_version(
+    client: TestClient, keys: dict[str, str], served_home: Path, tmp_path: Path
+) -> None:
+    """Runs last in this file: it moves production to a second version."""
+    from creditops.api.state import ApiState
+    from creditops.registry.mlflow_registry import RegistrationRequest
+    from creditops.services.context import AppContext
+    from creditops.services.serving import refresh_router
+
+    ctx = AppContext(Settings(home=served_home))
+    bundle = ctx.registry.download_bundle("taiwan", "1", tmp_path)
+    info = ctx.registry.get_version("taiwan", "1")
+    v2 = ctx.registry.register(
+        RegistrationRequest(
+            name="taiwan",
+            bundle_path=bundle,
+            bundle_sha256=info.tags["bundle_sha256"],
+            params={},
+            metrics={},
+            tags={"gate_passed": "true"},
+            artifacts={},
+        )
+    )
+    ctx.registry.set_alias("taiwan", "production", v2.version)
+    state: ApiState = client.app.state.api  # type: ignore[attr-defined]
+    changes = refresh_router(state.ctx, state.router)
+    assert changes == [f"taiwan: now serving v{v2.version} (was v1)"]
+    response = client.post(
+        "/v1/models/taiwan/predict", json=applicant(0), headers=auth(keys["predict"])
+    )
+    assert response.json()["model"]["version"] == v2.version
+    assert refresh_router(state.ctx, state.router) == []

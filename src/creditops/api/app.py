@@ -8,6 +8,7 @@ uvicorn calls the factory in each worker process (``creditops serve``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creditops.api.metrics import ServiceMetrics, build_metrics
@@ -24,8 +26,9 @@ from creditops.api.routes.predict import add_model_routes
 from creditops.api.routes.system import add_system_routes
 from creditops.api.security import Authenticator, Principal
 from creditops.api.state import ApiState, ModelControls
+from creditops.errors import CreditopsError
 from creditops.services.context import AppContext
-from creditops.services.serving import load_router
+from creditops.services.serving import load_router, refresh_router
 from creditops.settings import Settings, get_settings
 from creditops.store.decision_log import DecisionLogWriter
 from creditops.store.engine import create_db_engine, session_factory
@@ -115,6 +118,29 @@ def _key_lookup(state_sessions: Any) -> Callable[[str], Principal | None]:
     return lookup
 
 
+async def _watch_aliases(state: ApiState) -> None:
+    """Poll the registry and swap bundles atomically when an alias moves."""
+    interval = state.settings.serve.reload_interval_s
+    if interval <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            changes = await run_in_threadpool(refresh_router, state.ctx, state.router)
+        except CreditopsError as exc:
+            log.warning("model refresh failed: %s", exc.message)
+            continue
+        for change in changes:
+            log.warning("%s", change)
+        if not changes:
+            continue
+        state.metrics.model_info.clear()
+        for slot in state.router.slots():
+            state.metrics.model_info.labels(
+                slot.name, slot.version, slot.info.tags.get("bundle_sha256", ""), slot.route
+            ).set(1)
+
+
 def _commit_observer(metrics: ServiceMetrics) -> Callable[[int, float], None]:
     def observe(batch_size: int, seconds: float) -> None:
         metrics.log_commit_seconds.observe(seconds)
@@ -153,9 +179,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         writer.start()
+        watcher = asyncio.create_task(_watch_aliases(state))
         try:
             yield
         finally:
+            watcher.cancel()
             writer.close()
             engine.dispose()
 

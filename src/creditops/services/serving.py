@@ -61,6 +61,30 @@ class ModelRouter:
         self._slots = slots
 
 
+def refresh_router(ctx: AppContext, router: ModelRouter) -> list[str]:
+    """Swap in the version now behind each served model's production alias.
+
+    Returns what changed, as messages. A new version whose spec has different features is
+    not swapped in: its request schema would differ from the routes this process registered
+    at start-up, so it needs a restart (which the message says).
+    """
+    changes = []
+    for slot in router.slots():
+        current = ctx.registry.find_alias(slot.name, "production")
+        if current is None or current.version == slot.version:
+            continue
+        loaded = load_model(ctx, slot.name, current.version)
+        if loaded.model.spec.features != slot.model.spec.features:
+            changes.append(
+                f"{slot.name}: production is now v{current.version} with different features; "
+                "restart the service to serve it"
+            )
+            continue
+        router.swap(ServingSlot(slot.name, loaded.info.version, loaded.model, loaded.info))
+        changes.append(f"{slot.name}: now serving v{loaded.info.version} (was v{slot.version})")
+    return changes
+
+
 def load_router(ctx: AppContext, names: Sequence[str]) -> ModelRouter:
     """Load the production version of each named model (every aliased model if empty)."""
     if not names:

@@ -5,8 +5,8 @@
 import time
 from typing import Any, Union
 
-from fastapi import APIRouter, Depends, FastAPI, Request
 import orjson
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
