@@ -39,7 +39,12 @@ def test_readme_curl_examples(served_home: Path) -> None:
     )
     env = {**os.environ, "CREDITOPS_HOME": str(served_home), "CREDITOPS_SERVE__PORT": str(port)}
     proc = subprocess.run(
-        ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+        ["bash", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -181,8 +181,9 @@ class ServerProcess:
             except httpx.TransportError as exc:
                 last = repr(exc)
             time.sleep(0.2)
-        raise RuntimeError(f"server not ready after {timeout:.0f}s ({last}); log:\n"
-                           f"{self.log_text()[-4000:]}")
+        raise RuntimeError(
+            f"server not ready after {timeout:.0f}s ({last}); log:\n{self.log_text()[-4000:]}"
+        )
 
     def group_alive(self) -> bool:
         try:

@@ -207,8 +207,16 @@ def test_foreign_keys_are_enforced(sessions: sessionmaker[Session]) -> None:
 def test_migrations_up_down_up_match_metadata(url: str) -> None:
     assert current_revision(url) is None
     upgrade_database(url)
-    assert current_revision(url) == head_revision() == "0001"
+    assert current_revision(url) == head_revision() == "0002"
     assert schema_differences(url) == []
+
+    downgrade_database(url, "0001")  # one step back: the monitoring tables go
+    assert current_revision(url) == "0001"
+    eng = create_db_engine(url)
+    try:
+        assert "monitoring_reports" not in set(inspect(eng).get_table_names())
+    finally:
+        eng.dispose()
 
     downgrade_database(url, "base")
     assert current_revision(url) is None
@@ -219,7 +227,7 @@ def test_migrations_up_down_up_match_metadata(url: str) -> None:
         eng.dispose()
 
     upgrade_database(url)
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == "0002"
     assert schema_differences(url) == []
     eng = create_db_engine(url)
     try:
@@ -248,7 +256,7 @@ def test_concurrent_ensure_current_is_safe(url: str) -> None:
     for thread in threads:
         thread.join(30)
     assert errors == []
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == head_revision()
 
 
 def test_unknown_revision_is_invalid_input(url: str) -> None:

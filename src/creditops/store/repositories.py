@@ -26,6 +26,8 @@ from creditops.store.tables import (
     Base,
     DecisionRow,
     ModelControlRow,
+    MonitoringReportRow,
+    MonitorStateRow,
     OutcomeRow,
     ReviewRow,
 )
@@ -35,6 +37,8 @@ __all__ = [
     "AuditRepository",
     "DecisionRepository",
     "ModelControlRepository",
+    "MonitorStateRepository",
+    "MonitoringReportRepository",
     "OutcomeRepository",
     "ReviewRepository",
 ]
@@ -428,3 +432,62 @@ class ModelControlRepository:
         """The controls of every model that has any, by model name."""
         query = select(ModelControlRow).order_by(ModelControlRow.model_name)
         return builtins.list(self.session.scalars(query))
+
+
+class MonitoringReportRepository:
+    """Stored monitoring checks; history is kept and queryable."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, row: MonitoringReportRow) -> MonitoringReportRow:
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def get(self, report_id: str) -> MonitoringReportRow | None:
+        return self.session.get(MonitoringReportRow, report_id)
+
+    def list(
+        self,
+        model: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> builtins.list[MonitoringReportRow]:
+        """Newest first."""
+        _positive("limit", limit)
+        _positive("offset", offset, allow_zero=True)
+        query = select(MonitoringReportRow)
+        if model is not None:
+            query = query.where(MonitoringReportRow.model_name == model)
+        if kind is not None:
+            query = query.where(MonitoringReportRow.kind == kind)
+        query = query.order_by(
+            MonitoringReportRow.created_at.desc(), MonitoringReportRow.report_id.desc()
+        )
+        return builtins.list(self.session.scalars(query.limit(limit).offset(offset)))
+
+    def latest(self, model: str, kind: str) -> MonitoringReportRow | None:
+        found = self.list(model=model, kind=kind, limit=1)
+        return found[0] if found else None
+
+
+class MonitorStateRepository:
+    """Key-value state of the monitoring worker (alert episodes, last check times)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self.session.get(MonitorStateRow, key)
+        return dict(row.value) if row is not None else None
+
+    def put(self, key: str, value: dict[str, Any], *, at: datetime | None = None) -> None:
+        values = {"key": key, "value": value, "updated_at": at or _now()}
+        stmt = _upsert_insert(self.session, MonitorStateRow).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        )
+        self.session.execute(stmt)

@@ -36,6 +36,8 @@ __all__ = [
     "Base",
     "DecisionRow",
     "ModelControlRow",
+    "MonitorStateRow",
+    "MonitoringReportRow",
     "OutcomeRow",
     "ReviewRow",
     "UTCDateTime",
@@ -180,3 +182,36 @@ class ModelControlRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class MonitoringReportRow(Base):
+    """One stored monitoring check (drift, performance, fairness) with its full result."""
+
+    __tablename__ = "monitoring_reports"
+    __table_args__ = (
+        Index("ix_monitoring_reports_model_name_created_at", "model_name", "created_at"),
+    )
+
+    report_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    n_current: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(16))
+    should_retrain: Mapped[bool] = mapped_column(Boolean)
+    triggered_by: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class MonitorStateRow(Base):
+    """Small persisted state of the monitoring worker (alert episodes, schedules)."""
+
+    __tablename__ = "monitor_state"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
