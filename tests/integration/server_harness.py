@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,18 +196,14 @@ class ServerProcess:
 
     def kill_group(self) -> None:
         """SIGKILL the whole process group (uvicorn supervisor and every worker)."""
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
 
     def kill_main(self) -> None:
         """SIGKILL only the ``creditops serve`` process (with one worker: uvicorn itself)."""
-        try:
+        with suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
 
     def wait_group_gone(self, timeout: float = 15.0) -> bool:
@@ -221,20 +217,16 @@ class ServerProcess:
     def stop(self, timeout: float = 20.0) -> int | None:
         """Graceful stop (SIGTERM to the group); SIGKILL if it does not exit in time."""
         if self.proc.poll() is None:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(self.pgid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill_group()
         # Stragglers (e.g. workers of a supervisor that was killed) go too.
         if self.group_alive():
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(self.pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.wait_group_gone()
         return self.proc.returncode
 

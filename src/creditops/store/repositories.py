@@ -36,6 +36,7 @@ __all__ = [
     "ApiKeyRepository",
     "AuditRepository",
     "DecisionRepository",
+    "LabelledWindowRepository",
     "ModelControlRepository",
     "MonitorStateRepository",
     "MonitoringReportRepository",
@@ -491,3 +492,36 @@ class MonitorStateRepository:
             set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
         )
         self.session.execute(stmt)
+
+
+class LabelledWindowRepository:
+    """Decisions joined with their observed outcomes, for performance monitoring."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def latest(
+        self, model: str, limit: int, *, oldest_first: bool = False
+    ) -> builtins.list[tuple[DecisionRow, OutcomeRow]]:
+        """The ``limit`` most recent (or, with ``oldest_first``, earliest) labelled decisions."""
+        _positive("limit", limit)
+        order = DecisionRow.created_at.asc() if oldest_first else DecisionRow.created_at.desc()
+        query = (
+            select(DecisionRow, OutcomeRow)
+            .join(OutcomeRow, OutcomeRow.decision_id == DecisionRow.decision_id)
+            .where(DecisionRow.model_name == model)
+            .order_by(order, DecisionRow.decision_id)
+            .limit(limit)
+        )
+        return [(d, o) for d, o in self.session.execute(query).tuples()]
+
+    def count_unlabelled(self, model: str, since: datetime | None = None) -> int:
+        query = (
+            select(func.count())
+            .select_from(DecisionRow)
+            .where(DecisionRow.model_name == model)
+            .where(~exists().where(OutcomeRow.decision_id == DecisionRow.decision_id))
+        )
+        if since is not None:
+            query = query.where(DecisionRow.created_at >= since)
+        return int(self.session.scalar(query) or 0)
