@@ -700,9 +700,10 @@ def test_postgres_predict_feedback_export(
         check_decision(payload, applicants[10 + i], f"pg-batch-{i}")
     for made in list(pg_svc.made.values())[:5]:
         check_stored(pg_svc.sessions, made, None)
+    observed = "2026-09-30T12:00:00+00:00"
     outcomes = [
-        {"decision_id": single["decision_id"], "defaulted": True},
-        {"application_id": "pg-batch-3", "defaulted": False},
+        {"decision_id": single["decision_id"], "defaulted": True, "observed_at": observed},
+        {"application_id": "pg-batch-3", "defaulted": False, "observed_at": observed},
     ]
     with pg_svc.client("feedback") as client:
         once = client.post("/v1/feedback", json={"outcomes": outcomes}).json()
@@ -714,6 +715,23 @@ def test_postgres_predict_feedback_export(
         assert stored is not None and stored.defaulted is False
     frame = export(pg_svc, "csv", tmp_path)
     check_export(frame, pg_svc.made)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_feedback_without_observed_at_is_idempotent(
+    request: pytest.FixtureRequest, backend: str, applicants: list[dict[str, Any]]
+) -> None:
+    """Sending the same outcome twice (a client retry) must not count as a correction,
+    also when the client leaves ``observed_at`` to the service."""
+    service: Service = request.getfixturevalue("svc" if backend == "sqlite" else "pg_svc")
+    decision = service.predict(applicants[5], f"fb-retry-{backend}")
+    outcomes = [{"decision_id": decision["decision_id"], "defaulted": True}]
+    with service.client("feedback") as client:
+        once = client.post("/v1/feedback", json={"outcomes": outcomes}).json()
+        time.sleep(0.01)
+        twice = client.post("/v1/feedback", json={"outcomes": outcomes}).json()
+    assert once == {"created": 1, "updated": 0, "unchanged": 0, "unknown": []}
+    assert twice == {"created": 0, "updated": 0, "unchanged": 1, "unknown": []}
 
 
 # -- hostile input: a client error is never a server error ----------------------------------

@@ -12,8 +12,10 @@ rate. Across groups:
   None when ``defaulted`` is not given.
 * ``disparate_impact_ratio``: the smallest ``approval_rate(g) / approval_rate(reference)``
   over the groups, the reference group included (so it is at most 1). The reference is
-  ``reference_group`` when given, else the most populous group (ties: the first in sorted
-  label order). The four-fifths rule passes when it is >= 0.8.
+  ``reference_group`` when given (the lender's designated comparison group), else the group
+  with the highest approval rate, as in the EEOC's four-fifths rule (ties: the first in sorted
+  label order); without a designated group it therefore equals the demographic parity
+  ratio. The four-fifths rule passes when it is >= 0.8.
 * ``fairness_score = 100 * mean(available ratios)`` over the demographic parity ratio, the
   equal opportunity ratio (when available) and ``min(disparate_impact_ratio, 1)``; 100 means
   equal treatment on every measure, 0 that some group is never approved.
@@ -218,11 +220,12 @@ def _reference(
     counts: npt.NDArray[np.int64],
     included: npt.NDArray[np.bool_],
     wanted: str | None,
+    rates: npt.NDArray[np.float64],
 ) -> int | None:
     if wanted is None:
         if not included.any():
             return None
-        return int(np.argmax(np.where(included, counts, -1)))  # first of the largest
+        return int(np.argmax(np.where(included, rates, -1.0)))  # first of the highest
     if wanted not in labels:
         raise InvalidInputError(
             f"reference_group {wanted!r} does not occur; groups are {labels}",
@@ -296,7 +299,7 @@ def compute_fairness(
         _ratio_and_difference(tpr[included & ~np.isnan(tpr)]) if tpr is not None else (None, None)
     )
 
-    ref = _reference(labels, counts, included, reference_group)
+    ref = _reference(labels, counts, included, reference_group, approval)
     impacts = [None if ref is None else _impact(float(a), float(approval[ref])) for a in approval]
     eligible = [r for r, ok in zip(impacts, included, strict=True) if ok and r is not None]
     di_ratio = min(eligible) if eligible else None
