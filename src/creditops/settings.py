@@ -8,7 +8,7 @@ working directory. Nothing is read at import time: call :func:`get_settings`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -17,6 +17,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from creditops.services.alerting import AlertSettings
 
 
 class TrainingSettings(BaseModel):
@@ -88,6 +90,54 @@ class ServeSettings(BaseModel):
     )
 
 
+class ModelMonitorSettings(BaseModel):
+    """Per-model overrides of the monitoring schedule and thresholds."""
+
+    every_hours: float | None = None
+    every_predictions: int | None = None
+    drift: dict[str, Any] = Field(default_factory=dict)
+
+
+class MonitorSettings(BaseModel):
+    """Scheduled checks in ``creditops worker`` and the defaults of on-demand checks."""
+
+    every_hours: float = Field(default=6.0, gt=0, description="Check every N hours.")
+    every_predictions: int = Field(
+        default=100, ge=1, description="Also check after every M new decisions of a model."
+    )
+    tick_seconds: float = Field(
+        default=30.0, gt=0, description="How often the worker looks for due checks."
+    )
+    window_hours: float = Field(
+        default=24.0, gt=0, description="Default window of logged decisions a check reads."
+    )
+    exact_max_rows: int = Field(
+        default=50_000,
+        ge=100,
+        description="Windows up to this size use exact tests on raw values; larger windows "
+        "are aggregated into the reference profile's bins (bounded memory).",
+    )
+    performance_window: int = Field(
+        default=1000, ge=10, description="Labelled decisions in the performance window."
+    )
+    max_performance_drop: float = Field(
+        default=0.05, gt=0, lt=1, description="Relative drop of AUC, accuracy or F1 that alerts."
+    )
+    drift: dict[str, Any] = Field(
+        default_factory=dict, description="Drift configuration (methods, thresholds, overrides)."
+    )
+    models: dict[str, ModelMonitorSettings] = Field(default_factory=dict)
+
+    def for_model(self, name: str) -> tuple[float, int, dict[str, Any]]:
+        """(every_hours, every_predictions, drift config) for one model."""
+        own = self.models.get(name, ModelMonitorSettings())
+        return (
+            own.every_hours or self.every_hours,
+            own.every_predictions or self.every_predictions,
+            {**self.drift, **own.drift},
+        )
+
+
 class Settings(BaseSettings):
     """Root settings of creditops."""
 
@@ -113,6 +163,8 @@ class Settings(BaseSettings):
     )
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(

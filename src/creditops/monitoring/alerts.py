@@ -112,8 +112,9 @@ class Action:
     """What to do about one observation.
 
     ``severity`` is the severity to send (FIRE), held back (SUPPRESSED) or the highest one
-    sent in the episode (RESOLVE). ``reason`` is one of ``new_episode``, ``escalation``,
-    ``cooldown_expired``, ``cooldown``, ``cleared``, ``ongoing``, ``quiet``.
+    sent in the episode (RESOLVE, NONE while ongoing); ``previous_severity`` the highest one
+    sent in the episode before this observation. ``reason`` is one of ``new_episode``,
+    ``escalation``, ``cooldown_expired``, ``cooldown``, ``cleared``, ``ongoing``, ``quiet``.
     """
 
     kind: ActionKind
@@ -189,57 +190,30 @@ class AlertTracker:
         if level not in _RANK:
             raise InvalidInputError(f"Unknown alert level {level!r}.", field="level")
         state = self._states.get(key, _KeyState())
+        is_open = state.level != "ok"
+        started = state.episode_started_at if is_open else (None if level == "ok" else now)
 
-        def act(kind: ActionKind, reason: str, **kw: Any) -> Action:
-            return Action(kind=kind, key=key, level=level, at=now, reason=reason, **kw)
+        def act(kind: ActionKind, reason: str, severity: Severity | None = None) -> Action:
+            return Action(kind, key, level, now, reason, severity, state.sent, started)
 
         if level == "ok":
             closed = replace(state, level="ok", episode_started_at=None, sent=None)
-            if state.level == "ok":
-                return act(ActionKind.NONE, "quiet"), closed
-            if state.sent is None:  # the episode was held back entirely: clear silently
-                return act(
-                    ActionKind.NONE, "cleared", episode_started_at=state.episode_started_at
-                ), closed
-            resolve = act(
-                ActionKind.RESOLVE,
-                "cleared",
-                severity=state.sent,
-                episode_started_at=state.episode_started_at,
-            )
-            return resolve, closed
+            if state.sent is None:  # nothing open, or an episode held back entirely: silence
+                return act(ActionKind.NONE, "cleared" if is_open else "quiet"), closed
+            return act(ActionKind.RESOLVE, "cleared", state.sent), closed
 
         severity: Severity = "critical" if level == "critical" else "warning"
-        started = state.episode_started_at if state.level != "ok" else now
         opened = replace(state, level=level, episode_started_at=started)
-        if state.level == "ok":
+        if state.sent is not None and _RANK[severity] <= _RANK[state.sent]:
+            return act(ActionKind.NONE, "ongoing", state.sent), opened
+        if not is_open:
             reason = "new_episode"
-        elif state.sent is None:
-            reason = "cooldown_expired"
-        elif _RANK[severity] > _RANK[state.sent]:
-            reason = "escalation"
         else:
-            return act(
-                ActionKind.NONE, "ongoing", severity=state.sent, episode_started_at=started
-            ), opened
+            reason = "escalation" if state.sent is not None else "cooldown_expired"
         if self._cooling(state, severity, now):
-            held = act(
-                ActionKind.SUPPRESSED,
-                "cooldown",
-                severity=severity,
-                previous_severity=state.sent,
-                episode_started_at=started,
-            )
-            return held, opened
+            return act(ActionKind.SUPPRESSED, "cooldown", severity), opened
         fired = replace(opened, sent=severity, last_fired={**state.last_fired, severity: now})
-        fire = act(
-            ActionKind.FIRE,
-            reason,
-            severity=severity,
-            previous_severity=state.sent,
-            episode_started_at=started,
-        )
-        return fire, fired
+        return act(ActionKind.FIRE, reason, severity), fired
 
     # -- persistence ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -25,11 +25,11 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, get_args
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from creditops.errors import ConfigError, CreditopsError, InvalidInputError
 from creditops.monitoring.alerts import (
@@ -48,6 +48,9 @@ from creditops.monitoring.alerts import (
     teams_payload,
     text_body,
 )
+
+if TYPE_CHECKING:  # httpx is imported when a webhook is sent: settings stay cheap to load
+    import httpx
 
 Channel = Literal["log", "email", "slack", "teams", "webhook"]
 CHANNELS: tuple[str, ...] = get_args(Channel)
@@ -113,7 +116,20 @@ def _is_loopback(host: str) -> bool:
 
 def _is_placeholder(secret: str) -> bool:
     value = secret.strip().lower()
-    return value in _PLACEHOLDER_SECRETS or (value[:1], value[-1:]) in {("<", ">"), ("$", "}")}
+    templated = (value[:1], value[-1:]) in {("<", ">"), ("$", "}")}
+    return not value or value in _PLACEHOLDER_SECRETS or templated
+
+
+def _split_list(value: Any) -> Any:
+    """A list from the environment: a JSON list or comma-separated items."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip().startswith("["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not a JSON list: {exc}") from exc
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _check_address(value: str) -> str:
@@ -136,7 +152,7 @@ class EmailSettings(BaseModel):
     username: str | None = Field(default=None, description="SMTP AUTH user (None = no AUTH).")
     password: SecretStr | None = None
     from_addr: str = Field(default="creditops@localhost")
-    to_addrs: list[str] = Field(default_factory=list)
+    to_addrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     ca_file: Path | None = Field(
         default=None, description="CA bundle to verify the server with (private CAs)."
@@ -150,9 +166,7 @@ class EmailSettings(BaseModel):
     @field_validator("to_addrs", mode="before")
     @classmethod
     def _split_addrs(cls, value: Any) -> Any:
-        return (
-            [a.strip() for a in value.split(",") if a.strip()] if isinstance(value, str) else value
-        )
+        return _split_list(value)
 
     @field_validator("from_addr")
     @classmethod
@@ -207,7 +221,11 @@ class AlertSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(default=True, description="Master switch: false sends nothing.")
-    channels: list[Channel] = Field(default_factory=lambda: ["log"])
+    # NoDecode: a comma-separated string from the environment is split by the validator below
+    # instead of being parsed as JSON (a JSON list still works).
+    channels: Annotated[list[Channel], NoDecode] = Field(
+        default_factory=lambda: list[Channel](["log"])
+    )
     cooldown_hours: float = Field(
         default=6.0, ge=0, description="No repeat of the same alert key and severity within this."
     )
@@ -226,9 +244,11 @@ class AlertSettings(BaseModel):
     @field_validator("channels", mode="before")
     @classmethod
     def _split_channels(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [c.strip().lower() for c in value.split(",") if c.strip()]
-        return list(dict.fromkeys(value)) if isinstance(value, list) else value
+        value = _split_list(value)
+        if isinstance(value, list):
+            value = [v.strip().lower() if isinstance(v, str) else v for v in value]
+            return list(dict.fromkeys(value))
+        return value
 
     @field_validator("slack_webhook_url", "teams_webhook_url", "webhook_url")
     @classmethod
@@ -402,6 +422,8 @@ class WebhookSender:
         return generic_payload(notification)
 
     def send(self, notification: Notification) -> int:
+        import httpx
+
         body = json.dumps(self.payload(notification), allow_nan=False).encode()
         headers = {**self._headers, "Content-Type": "application/json"}
         deadline = time.monotonic() + self.max_total_s
