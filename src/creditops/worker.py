@@ -41,7 +41,11 @@ def scheduler_lock(engine: Engine, settings: Settings) -> Iterator[bool]:
     """Yields True when this process holds the scheduler lock for this tick."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_ID}).scalar())
+            got = bool(
+                conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_ID}
+                ).scalar()
+            )
             try:
                 yield got
             finally:
@@ -84,7 +88,9 @@ def mark_checked(sessions: sessionmaker[Session], model: str, at: datetime) -> N
         MonitorStateRepository(session).put(f"schedule:{model}", {"last_check_at": at.isoformat()})
 
 
-def run_tick(ctx: AppContext, sessions: sessionmaker[Session], engine: Engine) -> list[dict[str, Any]]:
+def run_tick(
+    ctx: AppContext, sessions: sessionmaker[Session], engine: Engine
+) -> list[dict[str, Any]]:
     """One scheduler pass; returns the summaries of the checks it ran."""
     settings = ctx.settings
     ran: list[dict[str, Any]] = []

@@ -20,7 +20,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creditops.api.metrics import ServiceMetrics, build_metrics
+from creditops.api.monitoring_metrics import MonitoringCollector
 from creditops.api.problems import install_problem_handlers, problem
+from creditops.api.routes.monitoring import add_monitoring_routes
 from creditops.api.routes.operations import add_operation_routes
 from creditops.api.routes.predict import add_model_routes
 from creditops.api.routes.system import add_system_routes
@@ -204,6 +206,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             slot.name, slot.version, slot.info.tags.get("bundle_sha256", ""), slot.route
         ).set(1)
     add_operation_routes(app, state)
+    add_monitoring_routes(app, state)
+    metrics.add_collector(MonitoringCollector(sessions, router.names))
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=settings.serve.max_body_bytes, metrics=metrics
     )
