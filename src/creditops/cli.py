@@ -525,6 +525,94 @@ def serve(
     )
 
 
+@app.command()
+def drift(
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Served model (log window).")
+    ] = None,
+    since: Annotated[str, typer.Option(help="Window of logged decisions: 24h, 7d, ISO.")] = "24h",
+    spec: Annotated[Path | None, typer.Option(help="Spec, for file mode.")] = None,
+    reference: Annotated[Path | None, typer.Option(help="Reference file (file mode).")] = None,
+    current: Annotated[Path | None, typer.Option(help="Current file (file mode).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Data drift: a model's logged window vs its reference, or two files vs each other."""
+    from creditops.features.spec import load_spec
+    from creditops.services import monitoring
+
+    settings = get_settings()
+    if name and (reference or current):
+        raise _fail(InvalidInputError("give either --name or --spec/--reference/--current"))
+    if name:
+        since_at = run(lambda: _parse_since(since))
+        outcome = run(
+            lambda: monitoring.run_checks(
+                _context(),
+                _sessions(),
+                name,
+                since=since_at,
+                triggered_by="cli",
+                kinds=("data_drift", "prediction_drift"),
+            )
+        )
+        result = outcome.results["data_drift"] | {
+            "prediction_drift": outcome.results["prediction_drift"]
+        }
+    elif spec and reference and current:
+        config = run(lambda: monitoring.drift_config(settings.monitor.drift))
+        result = run(
+            lambda: monitoring.file_drift(load_spec(spec), reference, current, config).to_dict()
+        )
+    else:
+        raise _fail(InvalidInputError("give --name NAME, or --spec SPEC --reference A --current B"))
+    if report is not None:
+        from creditops.reporting.drift_report import render_drift_report
+
+        run(lambda: render_drift_report(result, report, title=f"Drift report: {name or spec}"))
+    if as_json:
+        _print_json(result)
+    else:
+        table = Table(title=f"Data drift ({result.get('mode', '')}): level {result['level']}")
+        for column in ("feature", "method", "statistic", "p (adj.)", "PSI", "drifted"):
+            table.add_column(column)
+        for f in result["features"]:
+            p = f.get("p_value_adjusted")
+            table.add_row(
+                f["feature"],
+                f["method"],
+                _fmt(f.get("statistic")),
+                _fmt(p),
+                _fmt(f.get("psi")),
+                "[red]yes[/]" if f["drifted"] else "no",
+            )
+        out.print(table)
+        out.print(
+            f"drift score {result['drift_score']:.3f}, drifted share "
+            f"{result['drifted_share']:.1%}, level {result['level']}"
+            + (f"; report: {report}" if report else "")
+        )
+    if result["level"] == "critical":
+        raise typer.Exit(1)
+
+
+def _fmt(value: object) -> str:
+    return "" if value is None else f"{float(value):.4g}"  # type: ignore[arg-type]
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="Run one scheduler pass and exit.")] = False,
+) -> None:
+    """Run scheduled monitoring checks and alerts (the background worker process)."""
+    import logging
+
+    from creditops.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    run(lambda: run_worker(get_settings(), once=once))
+
+
 def main() -> None:
     app()
 
