@@ -72,7 +72,8 @@ def render_drift_report(result: Mapping[str, Any], path: Path, *, title: str) ->
         rows.append(
             f"<tr{cls}><td>{html.escape(str(feature['feature']))}</td>"
             f"<td>{_fmt(feature.get('method'))}</td><td>{_fmt(feature.get('statistic'))}</td>"
-            f"<td>{_fmt(feature.get('p_value'))}</td><td>{_fmt(feature.get('p_value_adjusted'))}</td>"
+            f"<td>{_fmt(feature.get('p_value'))}</td>"
+            f"<td>{_fmt(feature.get('p_value_adjusted'))}</td>"
             f"<td>{_fmt(feature.get('effect_size'))}</td><td>{_fmt(feature.get('psi'))}</td>"
             f"<td>{_fmt(feature.get('severity'))}</td><td>{_fmt(feature.get('drifted'))}</td></tr>"
         )
