@@ -79,10 +79,11 @@ def render_drift_report(result: Mapping[str, Any], path: Path, *, title: str) ->
         )
         bins = feature.get("bins") or []
         if bins:
+            state = "drifted" if feature.get("drifted") else "stable"
             figures.append(
                 f'<figure><img alt="{html.escape(str(feature["feature"]))}" '
                 f'src="{_bar_plot(str(feature["feature"]), bins)}"><figcaption>'
-                f"PSI {_fmt(feature.get('psi'))}; {'drifted' if feature.get('drifted') else 'stable'}"
+                f"PSI {_fmt(feature.get('psi'))}; {state}"
                 "</figcaption></figure>"
             )
     prediction = result.get("prediction_drift")
