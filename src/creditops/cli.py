@@ -442,20 +442,9 @@ def keys_revoke(key_id: Annotated[str, typer.Option("--id", help="Key id to revo
 
 
 def _parse_since(since: str | None) -> Any:
-    from datetime import UTC, datetime, timedelta
+    from creditops.domain.windows import parse_since
 
-    if not since:
-        return None
-    units = {"m": "minutes", "h": "hours", "d": "days"}
-    if since[-1:] in units and since[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(**{units[since[-1]]: int(since[:-1])})
-    try:
-        parsed = datetime.fromisoformat(since)
-    except ValueError:
-        raise InvalidInputError(
-            f"--since must be like 24h, 7d, 30m or an ISO date; got {since!r}", field="since"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_since(since) if since else None
 
 
 @decisions_app.command("export")

@@ -74,16 +74,7 @@ class ApiState:
             pd=result.pd,
             score=result.score,
             decision=result.decision,
-            reasons=[
-                {
-                    "code": r.code,
-                    "text": r.text,
-                    "feature": r.feature,
-                    "value": r.value,
-                    "contribution": r.contribution,
-                }
-                for r in result.reasons
-            ],
+            reasons=result.reason_dicts,
             inputs=inputs,
             latency_ms=latency_ms,
             created_at=result.created_at,

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,15 @@ class Reason:
     value: Any
     contribution: float
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "text": self.text,
+            "feature": self.feature,
+            "value": self.value,
+            "contribution": self.contribution,
+        }
+
 
 @dataclass(frozen=True)
 class DecisionResult:
@@ -126,6 +136,11 @@ class DecisionResult:
     suspended: bool
     created_at: datetime
     score_range: tuple[float | None, float | None]
+
+    @cached_property
+    def reason_dicts(self) -> list[dict[str, Any]]:
+        """The reasons as JSON objects, built once for the response and the decision log."""
+        return [r.to_dict() for r in self.reasons]
 
 
 def decide(

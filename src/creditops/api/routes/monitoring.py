@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from creditops.api.security import Principal
 from creditops.api.state import ApiState
-from creditops.errors import InvalidInputError
+from creditops.domain.windows import parse_since
 from creditops.services import monitoring
 from creditops.services.alerting import send_test_alert
 from creditops.services.models import load_model
@@ -44,20 +44,10 @@ class AlertTestRequest(BaseModel):
     channel: str | None = Field(default=None, max_length=16)
 
 
-def parse_since(value: str | None, default_hours: float) -> datetime:
-    now = datetime.now(UTC)
+def window_start(value: str | None, default_hours: float) -> datetime:
     if not value:
-        return now - timedelta(hours=default_hours)
-    units = {"m": "minutes", "h": "hours", "d": "days"}
-    if value[-1:] in units and value[:-1].isdigit():
-        return now - timedelta(**{units[value[-1]]: int(value[:-1])})
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInputError(
-            f"since must be like 24h, 7d, 30m or an ISO time; got {value!r}", field="since"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return datetime.now(UTC) - timedelta(hours=default_hours)
+    return parse_since(value)
 
 
 def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
@@ -78,7 +68,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
             state.ctx,
             state.sessions,
             body.model,
-            since=parse_since(body.since, hours),
+            since=window_start(body.since, hours),
             until=body.until,
             triggered_by="api",
             kinds=("data_drift", "prediction_drift"),
@@ -113,7 +103,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
             state.ctx,
             state.sessions,
             body.model,
-            since=parse_since(body.since, hours),
+            since=window_start(body.since, hours),
             until=body.until,
             triggered_by="api",
         )
@@ -151,7 +141,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
             state.ctx,
             state.sessions,
             body.model,
-            since=parse_since(body.since, hours),
+            since=window_start(body.since, hours),
             until=body.until,
             triggered_by="api",
             kinds=("fairness",),

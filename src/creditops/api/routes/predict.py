@@ -31,16 +31,7 @@ def json_response(payload: object) -> Response:
 
 
 def decision_payload(result: DecisionResult) -> dict[str, Any]:
-    reasons = [
-        {
-            "code": r.code,
-            "text": r.text,
-            "feature": r.feature,
-            "value": r.value,
-            "contribution": r.contribution,
-        }
-        for r in result.reasons
-    ]
+    reasons = result.reason_dicts
     model = {"name": result.model_name, "version": result.model_version}
     payload: dict[str, Any] = {
         "decision_id": result.decision_id,
