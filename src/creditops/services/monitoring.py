@@ -25,6 +25,7 @@ from creditops.features.spec import Spec
 from creditops.modeling.bundle import ScoringModel
 from creditops.monitoring.alerts import Alert
 from creditops.monitoring.drift import (
+    ApprovalCounts,
     BinnedAccumulator,
     DriftConfig,
     DriftResult,
@@ -108,7 +109,7 @@ def _window(
             outputs.extend((r.pd, r.score, r.decision) for r in rows)
             frame = pd.DataFrame([r.inputs for r in rows])
             if accumulator is None and n > exact_max_rows:
-                accumulator = BinnedAccumulator(profile, feature_types)
+                accumulator = BinnedAccumulator(profile, list(feature_types))
                 for earlier in frames:
                     accumulator.update(earlier)
                 frames = []
@@ -158,15 +159,16 @@ def data_drift_from_log(
     if isinstance(current, BinnedAccumulator):
         data = current.result(config)
     else:
-        data = drift_from_profile(profile, current, types, config)
+        data = drift_from_profile(profile, current, config, list(types))
     approved = int((outputs["decision"] == "approve").sum())
-    pred = prediction_drift(
-        profile["score"],
-        outputs["score"].to_numpy(dtype=float),
-        reference_approval_rate(model),
-        approved,
-        len(outputs),
+    reference_total = int(profile["score"]["count"])
+    approval = ApprovalCounts(
+        reference_approved=round(reference_approval_rate(model) * reference_total),
+        reference_total=reference_total,
+        current_approved=approved,
+        current_total=len(outputs),
     )
+    pred = prediction_drift(profile["score"], outputs["score"].to_numpy(dtype=float), approval)
     return data.to_dict(), pred.to_dict(), n
 
 

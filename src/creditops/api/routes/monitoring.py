@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from creditops.api.security import Principal
@@ -27,7 +27,14 @@ class WindowRequest(BaseModel):
     since: str | None = Field(
         default=None, description="Window start: a duration like 24h, 7d, 30m or an ISO time."
     )
-    until: datetime | None = None
+    until: datetime | None = Field(
+        default=None, description="Window end (default: now); UTC if naive."
+    )
+
+    @field_validator("until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class PerformanceRequest(BaseModel):
