@@ -66,20 +66,25 @@ def scheduler_lock(engine: Engine, settings: Settings) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def last_check(sessions: sessionmaker[Session], model: str) -> datetime | None:
+    with sessions() as session:
+        state = MonitorStateRepository(session).get(f"schedule:{model}") or {}
+    last = state.get("last_check_at")
+    return datetime.fromisoformat(last) if last else None
+
+
 def due_reason(
     sessions: sessionmaker[Session], model: str, settings: Settings, now: datetime
 ) -> str | None:
     """Why a check of ``model`` is due now ("schedule" or "predictions"), or None."""
     every_hours, every_predictions, _ = settings.monitor.for_model(model)
+    last_at = last_check(sessions, model)
     with sessions() as session:
-        state = MonitorStateRepository(session).get(f"schedule:{model}") or {}
-        last = state.get("last_check_at")
-        last_at = datetime.fromisoformat(last) if last else None
-        if last_at is None or now - last_at >= timedelta(hours=every_hours):
-            if last_at is None and DecisionRepository(session).count(model=model) == 0:
-                return None  # nothing logged yet: nothing to check
-            return "schedule"
         new = DecisionRepository(session).count(since=last_at, model=model)
+    if new == 0:
+        return None  # nothing logged since the last check: nothing to compare
+    if last_at is None or now - last_at >= timedelta(hours=every_hours):
+        return "schedule"
     return "predictions" if new >= every_predictions else None
 
 
@@ -104,7 +109,10 @@ def run_tick(
             reason = due_reason(sessions, model, settings, now)
             if reason is None:
                 continue
-            window_start = now - timedelta(hours=settings.monitor.window_hours)
+            # The window is what was logged since the previous check (at most window_hours).
+            earliest = now - timedelta(hours=settings.monitor.window_hours)
+            previous = last_check(sessions, model)
+            window_start = max(previous, earliest) if previous else earliest
             try:
                 outcome = run_checks(ctx, sessions, model, since=window_start, triggered_by=reason)
             except CreditopsError as exc:
