@@ -123,6 +123,13 @@ class MonitorSettings(BaseModel):
     max_performance_drop: float = Field(
         default=0.05, gt=0, lt=1, description="Relative drop of AUC, accuracy or F1 that alerts."
     )
+    fairness_min_ratio: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="A disparate impact ratio in production below this raises a fairness "
+        "warning (0.8 = the four-fifths rule).",
+    )
     drift: dict[str, Any] = Field(
         default_factory=dict, description="Drift configuration (methods, thresholds, overrides)."
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -392,7 +392,15 @@ def run_checks(
             },
         )
     if "fairness" in kinds:
-        fair = fairness_in_production(sessions, model, loaded.model.spec, since)
+        baseline = _baseline_window(sessions, model, since)
+        fair = fairness_in_production(
+            sessions,
+            model,
+            loaded.model.spec,
+            since,
+            baseline=baseline,
+            min_ratio=monitor.fairness_min_ratio,
+        )
         outcome.results["fairness"] = fair
         outcome.reports["fairness"] = _store(
             sessions,
@@ -434,6 +442,20 @@ def run_checks(
         should_retrain=outcome.should_retrain,
     )
     return outcome
+
+
+def _baseline_window(
+    sessions: sessionmaker[Session], model: str, since: datetime | None
+) -> tuple[datetime, datetime] | None:
+    """The model's first logged day, as the baseline period for fairness drift."""
+    if since is None:
+        return None
+    with sessions() as session:
+        first = next(iter(DecisionRepository(session).iter_since(None, model, 1)), [])
+    if not first or first[0].created_at >= since:
+        return None
+    start = first[0].created_at
+    return start, min(since, start + timedelta(days=1))
 
 
 def _importance(loaded: LoadedModel) -> dict[str, float]:

@@ -165,9 +165,12 @@ def fairness_in_production(
     baseline: tuple[datetime, datetime] | None = None,
     alpha: float = 0.05,
     limit: int = 100_000,
+    min_ratio: float = 0.8,
 ) -> dict[str, Any]:
     """Approval rate by protected group, parity ratios and their change against a baseline.
 
+    The level is ``warning`` when a disparate impact ratio falls below ``min_ratio`` (the
+    four-fifths rule by default) or a group's approval rate moved significantly.
     Equal opportunity uses the decisions whose outcome is known. Fairness drift: each
     group's approval rate in the window is compared with the baseline window by a
     two-proportion test, so a slow slide into disparate impact is caught in production.
@@ -215,7 +218,7 @@ def fairness_in_production(
         if any(g["significant"] for g in result["drift"]):
             level = "warning"
         di = result.get("disparate_impact_ratio")
-        if di is not None and di < 0.8:
+        if di is not None and di < min_ratio:
             level = "warning"
         attributes.append(result)
     return {
