@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SRC := src tests benchmarks
 
-.PHONY: install demo test lint typecheck unit clean
+.PHONY: install demo test lint typecheck unit clean ops-check
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,15 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-## The whole test suite: lint, types, tests with coverage. CI runs exactly this.
-test: lint typecheck
-	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=term --cov-report=xml; rc=$$?; \
+## Operations checks: promtool rules and rule tests, actionlint, compose config, bandit,
+## pip-audit (installs promtool/prometheus from Debian when missing).
+ops-check: install
+	bash scripts/check_ops.sh
+
+## The whole test suite: lint, types, ops checks, tests with an 80% coverage gate.
+## CI runs exactly this.
+test: lint typecheck ops-check
+	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=term --cov-report=xml --cov-fail-under=80; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
 unit: install

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -132,48 +133,58 @@ async def _client(conn: Connection, requests: list[bytes], phase: Phase, offset:
             phase.errors.append(f"HTTP {status}: {body[:300].decode(errors='replace')}")
 
 
+async def _run_phase(
+    conns: list[Connection], requests: list[bytes], phase: Phase, offset: int, timeout: float
+) -> float:
+    """Drive every connection until the phase ends; unanswered requests become errors."""
+    started = time.perf_counter()
+    tasks = [
+        asyncio.ensure_future(_client(conn, requests, phase, offset + i * 7919))
+        for i, conn in enumerate(conns)  # clients start on different applicants
+    ]
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+        phase.errors.append(f"no answer within {timeout:.0f} s")
+    for task in done:
+        task.result()  # a bug in the generator itself must not pass silently
+    return time.perf_counter() - started
+
+
 async def _load(spec: dict[str, Any]) -> dict[str, Any]:
     requests = [r.encode("utf-8") for r in spec["requests"]]
     conns = [Connection(spec["port"]) for _ in range(spec["concurrency"])]
-    offsets = [i * 7919 for i in range(len(conns))]  # clients start on different applicants
-    warm = Phase(spec["warmup"], time.perf_counter() + spec["seconds"])
-    await asyncio.gather(
-        *(_client(c, requests, warm, o) for c, o in zip(conns, offsets, strict=True))
-    )
-    phase = Phase(spec["requests_max"], time.perf_counter() + spec["seconds"])
-    started = time.perf_counter()
-    await asyncio.wait_for(
-        asyncio.gather(
-            *(_client(c, requests, phase, o + 1) for c, o in zip(conns, offsets, strict=True))
-        ),
-        timeout=spec["seconds"] + 120,
-    )
-    elapsed = time.perf_counter() - started
+    seconds, timeout = spec["seconds"], spec["seconds"] + 30
+    warm = Phase(spec["warmup"], time.perf_counter() + seconds)
+    await _run_phase(conns, requests, warm, 0, timeout)
+    phase = Phase(spec["requests_max"], time.perf_counter() + seconds)
+    elapsed = await _run_phase(conns, requests, phase, spec["warmup"], timeout)
     for conn in conns:
         conn.drop()
     latencies = np.asarray(phase.latencies_ns, dtype=np.float64) / 1e6
     ok = len(latencies) - sum(e.startswith("HTTP") for e in phase.errors)
+    errors = warm.errors + phase.errors
     return {
-        "requests": len(phase.latencies_ns),
+        "requests": len(latencies),
         "ok": ok,
-        "errors": len(phase.errors) + len(warm.errors),
-        "error_sample": (warm.errors + phase.errors)[:3],
+        "errors": len(errors),
+        "error_sample": errors[:3],
         "seconds": elapsed,
-        "rps": ok / elapsed if elapsed > 0 else 0.0,
+        "rps": ok / elapsed,
         "p50_ms": float(np.percentile(latencies, 50)) if latencies.size else float("nan"),
         "p99_ms": float(np.percentile(latencies, 99)) if latencies.size else float("nan"),
     }
 
 
 def loadgen_main(spec_path: str) -> None:
+    """uvloop when installed (a cheaper client leaves more CPU to the server under test)."""
     spec = json.loads(Path(spec_path).read_text())
     try:
         import uvloop
-
-        result = uvloop.run(_load(spec))
     except ImportError:
-        result = asyncio.run(_load(spec))
-    print(json.dumps(result))
+        print(json.dumps(asyncio.run(_load(spec))))
+        return
+    print(json.dumps(uvloop.run(_load(spec))))
 
 
 # -- servers -------------------------------------------------------------------------
@@ -342,7 +353,9 @@ def _plain(value: Any) -> int | float:
     return int(number) if number.is_integer() else number
 
 
-def log_to_mlflow(booster_text: str, names: list[str], rows: np.ndarray, sha: str) -> str:
+def log_to_mlflow(
+    booster_text: str, names: list[str], rows: npt.NDArray[np.float64], sha: str
+) -> str:
     """Log the creditops booster as an MLflow LightGBM model; the URI is cached per bundle."""
     cache = WORK / "mlflow" / "model.json"
     if cache.exists() and json.loads(cache.read_text()).get("sha256") == sha:
@@ -383,8 +396,8 @@ def mlflow_uri() -> str:
 @dataclass(frozen=True)
 class Setup:
     targets: dict[str, Target]
-    adverse_share: float
-    sanity: dict[str, Any]
+    adverse_share: float  # applicants whose decision is review/decline (TreeSHAP reasons)
+    expected: dict[str, float]  # pd of the first applicant, computed in this process
 
 
 def build_setup(args: argparse.Namespace) -> Setup:
@@ -392,82 +405,100 @@ def build_setup(args: argparse.Namespace) -> Setup:
     from creditops.services.models import load_model
     from creditops.settings import Settings
 
-    home = WORK / "home"
     if args.fresh:
         shutil.rmtree(WORK, ignore_errors=True)
     (WORK / "mlflow").mkdir(parents=True, exist_ok=True)
+    home = WORK / "home"
     key = prepare_creditops(home)
     loaded = load_model(AppContext(Settings(home=home)), MODEL, "production")
     model = loaded.model
+    assert model.booster is not None and model.bundle.booster is not None
     applicants = load_applicants(args.applicants, args.seed, list(model.spec.features))
     names = model.encoder.feature_names
     rows = np.vstack([model.encoder.encode_row(a["features"]) for a in applicants])
     if np.isnan(rows).any():
         raise RuntimeError("encoded applicants contain missing values; JSON cannot carry them")
-    knockout = {
-        f: [a["features"].get(f) for a in applicants] for f in model.policy.knockout_features()
-    }
-    decisions = model.score_encoded(rows, knockout, reasons="none").decision
-    assert model.bundle.booster is not None
-    sha = loaded.info.tags.get("bundle_sha256", "")
+    rules = model.policy.knockout_features()
+    raw = {f: [a["features"].get(f) for a in applicants] for f in rules}
+    decisions = model.score_encoded(rows, raw, reasons="none").decision
     model_file = WORK / "floor_model.txt"
     model_file.write_text(model.bundle.booster)
     floor_config = WORK / "floor.json"
     floor_config.write_text(json.dumps({"model_file": str(model_file), "features": names}))
-
-    def dumps(payload: Any) -> bytes:
-        return json.dumps(payload, separators=(",", ":")).encode()
-
-    path_env = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    common = {"OMP_NUM_THREADS": str(args.omp_threads)} if args.omp_threads else {}
     targets: dict[str, Target] = {}
     if not args.skip_mlflow:
-        uri = log_to_mlflow(model.bundle.booster, names, rows, sha)
-        targets["mlflow"] = Target(
-            "mlflow",
-            "{bin}/mlflow models serve -m {uri} --env-manager local --workers {workers} "
-            "-p {port} --host {host}",
-            {"uri": uri},
-            {"MLFLOW_TRACKING_URI": mlflow_uri(), "PATH": path_env},
-            "/ping",
-            "/invocations",
-            [dumps({"dataframe_split": {"columns": names, "data": [r.tolist()]}}) for r in rows],
-        )
+        uri = log_to_mlflow(model.bundle.booster, names, rows, loaded.info.tags["bundle_sha256"])
+        targets["mlflow"] = mlflow_target(uri, names, rows, common)
     if not args.skip_floor:
-        targets["floor"] = Target(
-            "floor",
-            "{bin}/uvicorn --app-dir {here} --factory _floor_app:create_app --host {host} "
-            "--port {port} --workers {workers} --log-level warning --no-access-log",
-            {"here": HERE},
-            {"FLOOR_CONFIG": str(floor_config)},
-            "/health",
-            "/predict",
-            [dumps({"features": dict(zip(names, r.tolist(), strict=True))}) for r in rows],
-        )
-    targets["creditops"] = Target(
-        "creditops",
-        "{bin}/creditops serve --host {host} --port {port} --workers {workers}",
-        {},
-        {
-            "CREDITOPS_HOME": str(home),
-            "CREDITOPS_SERVE__AUTH_ENABLED": "true",
-            "CREDITOPS_SERVE__REASONS_FOR": args.reasons_for,
-        },
-        "/ready",
-        f"/v1/models/{MODEL}/predict",
-        [dumps(a) for a in applicants],
-        {"Authorization": f"Bearer {key}"},
-    )
+        targets["floor"] = floor_target(floor_config, names, rows, common)
+    targets["creditops"] = creditops_target(home, key, applicants, args.reasons_for, common)
     expected = {
-        "pd_raw": float(model.booster.predict(rows[:1])[0]) if model.booster else None,
+        "pd_raw": float(model.booster.predict(rows[:1])[0]),
         "pd_calibrated": float(model.predict_pd(rows[:1])[0]),
     }
     return Setup(targets, float(np.mean(decisions != "approve")), expected)
 
 
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def mlflow_target(
+    uri: str, names: list[str], rows: npt.NDArray[np.float64], env: dict[str, str]
+) -> Target:
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # it starts `uvicorn` from PATH
+    return Target(
+        "mlflow",
+        "{bin}/mlflow models serve -m {uri} --env-manager local --workers {workers} "
+        "-p {port} --host {host}",
+        {"uri": uri},
+        {**env, "MLFLOW_TRACKING_URI": mlflow_uri(), "PATH": path},
+        "/ping",
+        "/invocations",
+        [_dumps({"dataframe_split": {"columns": names, "data": [r.tolist()]}}) for r in rows],
+    )
+
+
+def floor_target(
+    config: Path, names: list[str], rows: npt.NDArray[np.float64], env: dict[str, str]
+) -> Target:
+    return Target(
+        "floor",
+        "{bin}/uvicorn --app-dir {here} --factory _floor_app:create_app --host {host} "
+        "--port {port} --workers {workers} --log-level warning --no-access-log",
+        {"here": HERE},
+        {**env, "FLOOR_CONFIG": str(config)},
+        "/health",
+        "/predict",
+        [_dumps({"features": dict(zip(names, r.tolist(), strict=True))}) for r in rows],
+    )
+
+
+def creditops_target(
+    home: Path, key: str, applicants: list[dict[str, Any]], reasons: str, env: dict[str, str]
+) -> Target:
+    return Target(
+        "creditops",
+        "{bin}/creditops serve --host {host} --port {port} --workers {workers}",
+        {},
+        {
+            **env,
+            "CREDITOPS_HOME": str(home),
+            "CREDITOPS_SERVE__AUTH_ENABLED": "true",
+            "CREDITOPS_SERVE__REASONS_FOR": reasons,
+        },
+        "/ready",
+        f"/v1/models/{MODEL}/predict",
+        [_dumps(a) for a in applicants],
+        {"Authorization": f"Bearer {key}"},
+    )
+
+
 # -- orchestration and report --------------------------------------------------------
 
 
-def sanity_check(target: Target, port: int, expected: dict[str, Any]) -> None:
+def sanity_check(target: Target, port: int, expected: dict[str, float]) -> None:
     """One request before the load: the right answer, so a fast error cannot pass as speed."""
     answer = post_json(port, target.request_path, target.bodies[0], target.headers)
     if target.name == "mlflow":
@@ -548,6 +579,7 @@ def print_report(results: list[dict[str, Any]], setup: Setup, args: argparse.Nam
         f"\nnotes: {args.workers} worker process(es) per server, {os.cpu_count()} CPU(s); the "
         "load generator runs on the same machine and competes with the server for CPU (the "
         "same generator drives all three, so ratios are comparable, absolute numbers are low)."
+        f" OMP_NUM_THREADS: {args.omp_threads or 'unset (LightGBM uses every core)'}."
         f"\ncreditops: auth on, decision log on SQLite, metrics on, reason codes for "
         f"'{args.reasons_for}' decisions; {setup.adverse_share:.0%} of the benchmark "
         "applicants get an adverse (review/decline) decision and so TreeSHAP reason codes."
@@ -568,6 +600,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--applicants", type=int, default=1000, help="Distinct applicants.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the applicant sample.")
     parser.add_argument("--reasons-for", choices=["adverse", "all"], default="adverse")
+    parser.add_argument(
+        "--omp-threads", type=int, default=0, help="OMP_NUM_THREADS for every server (0: unset)."
+    )
     parser.add_argument("--skip-mlflow", action="store_true", help="Do not run MLflow.")
     parser.add_argument("--skip-floor", action="store_true", help="Do not run the floor.")
     parser.add_argument("--fresh", action="store_true", help="Retrain; new MLflow store.")
@@ -588,14 +623,14 @@ def main(argv: list[str]) -> int:
         return 0
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    setup = build_setup(args)
     results: list[dict[str, Any]] = []
     try:
+        setup = build_setup(args)
         for target in setup.targets.values():
             port = free_port()
             print(f"starting {target.name} on port {port} ...", flush=True)
             with running(target, port, args.workers):
-                sanity_check(target, port, setup.sanity)
+                sanity_check(target, port, setup.expected)
                 for c in args.concurrency:
                     results.append(run_load(target, port, c, args))
                     r = results[-1]
@@ -613,7 +648,7 @@ def main(argv: list[str]) -> int:
             {
                 "args": vars(args),
                 "adverse_share": setup.adverse_share,
-                "sanity": setup.sanity,
+                "expected": setup.expected,
                 "results": results,
             },
             indent=2,

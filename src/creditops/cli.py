@@ -471,7 +471,7 @@ def decisions_purge(
     """Delete decisions (and their outcomes and reviews) older than the retention period."""
     from creditops.services.records import cli_actor, purge_decisions
 
-    days = retention_days or get_settings().serve.retention_days
+    days = retention_days if retention_days is not None else get_settings().serve.retention_days
     if days < 1:
         raise _fail(InvalidInputError("--retention-days must be at least 1"))
     result = run(lambda: purge_decisions(_sessions(), days, cli_actor()))

@@ -236,7 +236,7 @@ def test_alias_move_swaps_the_served_version(
             bundle_path=bundle,
             bundle_sha256=info.tags["bundle_sha256"],
             params={},
-            metrics={},
+            metrics=info.metrics,
             tags={"gate_passed": "true"},
             artifacts={},
         )

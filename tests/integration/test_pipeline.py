@@ -361,11 +361,6 @@ def test_tampered_artifact_is_refused(
     assert stored
     for path in stored:
         path.write_bytes(path.read_bytes().replace(b'"seed":42', b'"seed":43'))
-    cache = home / "cache"
-    if cache.exists():
-        import shutil
-
-        shutil.rmtree(cache)
     sample = tmp_path / "in.csv"
     pd.read_csv(DATA / "taiwan_credit_card.csv", nrows=5).to_csv(sample, index=False)
     code, _, err = invoke(

@@ -158,6 +158,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = create_db_engine(settings.database)
     ensure_current(settings.database)
     sessions = session_factory(engine)
+    # Reads on the hot path (key lookups, the kill-switch state, gauges) must not take
+    # SQLite's write lock.
+    readonly = session_factory(engine, read_only=True)
     metrics = build_metrics()
     writer = DecisionLogWriter(
         engine,
@@ -170,10 +173,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         ctx=ctx,
         router=router,
-        auth=Authenticator(_key_lookup(sessions), enabled=settings.serve.auth_enabled),
+        auth=Authenticator(_key_lookup(readonly), enabled=settings.serve.auth_enabled),
         decision_log=writer,
         sessions=sessions,
-        controls=ModelControls(sessions),
+        controls=ModelControls(readonly),
         metrics=metrics,
         engine=engine,
     )
@@ -207,7 +210,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ).set(1)
     add_operation_routes(app, state)
     add_monitoring_routes(app, state)
-    metrics.add_collector(MonitoringCollector(sessions, router.names))
+    metrics.add_collector(MonitoringCollector(readonly, router.names))
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=settings.serve.max_body_bytes, metrics=metrics
     )

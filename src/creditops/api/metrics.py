@@ -16,6 +16,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
@@ -62,7 +63,7 @@ class ServiceMetrics:
 
 def build_metrics() -> ServiceMetrics:
     r = CollectorRegistry(auto_describe=True)
-    return ServiceMetrics(
+    metrics = ServiceMetrics(
         registry=r,
         requests=Counter(
             "creditops_http_requests_total",
@@ -143,3 +144,6 @@ def build_metrics() -> ServiceMetrics:
             multiprocess_mode="max",
         ),
     )
+    # CPU and memory of the answering process (process_cpu_seconds_total, ...)
+    metrics.add_collector(ProcessCollector(registry=None))
+    return metrics

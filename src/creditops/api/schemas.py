@@ -3,24 +3,65 @@ so /docs shows each served model's real feature names and types."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    create_model,
+)
 
 from creditops.features.spec import Spec
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
-ApplicationId = Annotated[str, Field(min_length=1, max_length=128, examples=["app-0001"])]
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _storable_text(value: str) -> str:
+    """Text every store accepts: no NUL (PostgreSQL refuses it), valid UTF-8 (no lone
+    surrogates, which JSON can carry but no database column can)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_storable_text)]
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+ApplicationId = Annotated[Text, Field(min_length=1, max_length=128, examples=["app-0001"])]
+FeatureText = Annotated[Text, Field(max_length=256)]
+
+
+def _aware_utc(value: datetime | None) -> datetime | None:
+    """Naive times are taken as UTC; times outside 1900-9999 are refused."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if not 1900 <= value.year <= 9998:
+        raise ValueError("must be a time between the years 1900 and 9998")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
 
 
 def _feature_field(spec: Spec, name: str) -> tuple[Any, Any]:
     required = name in spec.model_features
     if spec.features[name] == "numeric":
-        annotation: Any = StrictFloat | StrictInt | None
+        annotation: Any = StrictFloat | Int64 | None
         description = "numeric"
     else:
-        annotation = StrictStr | StrictInt | None
+        annotation = FeatureText | Int64 | None
         description = "categorical (string or integer code)"
     role = "model input" if required else "not a model input (fairness, monitoring, rules)"
     info = Field(... if required else None, description=f"{description}; {role}")
@@ -104,10 +145,10 @@ class ExplainResponse(BaseModel):
 class FeedbackItem(BaseModel):
     model_config = STRICT
 
-    decision_id: str | None = Field(default=None, max_length=64)
-    application_id: str | None = Field(default=None, max_length=128)
+    decision_id: Text | None = Field(default=None, max_length=64)
+    application_id: Text | None = Field(default=None, max_length=128)
     defaulted: bool
-    observed_at: datetime | None = None
+    observed_at: Annotated[datetime | None, AfterValidator(_aware_utc)] = None
 
 
 class FeedbackRequest(BaseModel):
@@ -127,15 +168,15 @@ class ReviewRequest(BaseModel):
     model_config = STRICT
 
     final_decision: Literal["approve", "decline"]
-    override_reason_code: str | None = Field(default=None, max_length=32)
-    note: str = Field(default="", max_length=2000)
-    reviewer: str = Field(..., min_length=1, max_length=128)
+    override_reason_code: Text | None = Field(default=None, max_length=32)
+    note: Text = Field(default="", max_length=2000)
+    reviewer: Text = Field(..., min_length=1, max_length=128)
 
 
 class SuspendRequest(BaseModel):
     model_config = STRICT
 
-    reason: str = Field(default="", max_length=500)
+    reason: Text = Field(default="", max_length=500)
 
 
 class VersionResponse(BaseModel):

@@ -34,9 +34,11 @@ def resolve_ref(version: str | None, alias: str | None) -> str:
 def load_model(ctx: AppContext, name: str, ref: str) -> LoadedModel:
     """Download the bundle of ``name`` at ``ref`` and verify its hash before using it."""
     info = ctx.registry.get_version(name, ref)
-    cache = ctx.settings.home_dir / "cache" / "bundles" / name / info.version
-    path = ctx.registry.download_bundle(name, info.version, cache)
-    model = ScoringModel.from_file(path, expected_sha256=info.tags.get("bundle_sha256"))
+    # A private temporary folder per load: several worker processes start at once, and a
+    # shared cache file could be read while another process is still writing it.
+    with tempfile.TemporaryDirectory(prefix="bundle-") as tmp:
+        path = ctx.registry.download_bundle(name, info.version, Path(tmp))
+        model = ScoringModel.from_file(path, expected_sha256=info.tags.get("bundle_sha256"))
     return LoadedModel(model=model, info=info)
 
 

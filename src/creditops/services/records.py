@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import getpass
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,6 +73,16 @@ def record_outcomes(
             row: DecisionRow | None = None
             if item.decision_id:
                 row = decisions.get(item.decision_id)
+                if (
+                    row is not None
+                    and item.application_id
+                    and item.application_id != row.application_id
+                ):
+                    raise InvalidInputError(
+                        f"decision {item.decision_id!r} belongs to application "
+                        f"{row.application_id!r}, not {item.application_id!r}",
+                        field="application_id",
+                    )
             elif item.application_id:
                 found = decisions.get_by_application(item.application_id)
                 row = found[-1] if found else None
@@ -81,9 +91,10 @@ def record_outcomes(
                     {"decision_id": item.decision_id, "application_id": item.application_id}
                 )
                 continue
-            status = outcomes.record(
-                row.decision_id, row.application_id, item.defaulted, item.observed_at or now
-            )
+            # A retry without observed_at keeps the time first recorded (idempotence).
+            known = outcomes.get(row.decision_id)
+            observed = item.observed_at or (known.observed_at if known else now)
+            status = outcomes.record(row.decision_id, row.application_id, item.defaulted, observed)
             setattr(result, status, getattr(result, status) + 1)
         AuditRepository(session).add(
             actor=actor,
@@ -271,7 +282,10 @@ def decision_dict(row: DecisionRow) -> dict[str, Any]:
     }
 
 
-def _export_rows(rows: Sequence[DecisionRow]) -> Iterator[dict[str, Any]]:
+def _export_rows(
+    rows: Sequence[DecisionRow], columns: Mapping[str, bool]
+) -> Iterator[dict[str, Any]]:
+    """Flat rows with a fixed set of input columns (numeric ones as floats, others as text)."""
     for row in rows:
         flat: dict[str, Any] = {
             "decision_id": row.decision_id,
@@ -290,9 +304,31 @@ def _export_rows(rows: Sequence[DecisionRow]) -> Iterator[dict[str, Any]]:
         for i in range(4):
             reason = row.reasons[i] if i < len(row.reasons) else None
             flat[f"reason_{i + 1}"] = reason["code"] if reason else None
-        for key, value in (row.inputs or {}).items():
-            flat[f"input_{key}"] = value
+        inputs = row.inputs or {}
+        for key, numeric in columns.items():
+            value = inputs.get(key)
+            if value is None:
+                flat[f"input_{key}"] = None
+            else:
+                flat[f"input_{key}"] = float(value) if numeric else str(value)
         yield flat
+
+
+def _input_columns(
+    sessions: sessionmaker[Session], since: datetime | None, model: str | None, chunk_size: int
+) -> dict[str, bool]:
+    """First pass: every input key in the export and whether all its values are numbers, so
+    that every chunk is written with the same columns and types."""
+    columns: dict[str, bool] = {}
+    with sessions() as session:
+        for chunk in DecisionRepository(session).iter_since(since, model, chunk_size):
+            for row in chunk:
+                for key, value in (row.inputs or {}).items():
+                    numeric = value is None or (
+                        isinstance(value, (int, float)) and not isinstance(value, bool)
+                    )
+                    columns[key] = columns.get(key, True) and numeric
+    return dict(sorted(columns.items()))
 
 
 def export_decisions(
@@ -303,49 +339,76 @@ def export_decisions(
     model: str | None,
     chunk_size: int = 10_000,
 ) -> int:
-    """Stream decisions to CSV or Parquet in chunks (bounded memory); returns the row count."""
+    """Stream decisions to CSV or Parquet in chunks (bounded memory); returns the row count.
+
+    Two passes over the window: the first fixes the input columns and their types, the
+    second writes; so a later chunk can never change the file's header or schema.
+    """
     if fmt not in ("csv", "parquet"):
         raise InvalidInputError(f"--format must be csv or parquet; got {fmt!r}", field="format")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = _input_columns(sessions, since, model, chunk_size)
+    names = [
+        "decision_id",
+        "application_id",
+        "model_name",
+        "model_version",
+        "policy_version",
+        "pd",
+        "score",
+        "decision",
+        "created_at",
+        "latency_ms",
+        "request_id",
+        "api_key_id",
+        *(f"reason_{i}" for i in range(1, 5)),
+        *(f"input_{k}" for k in columns),
+    ]
     output.parent.mkdir(parents=True, exist_ok=True)
     total = 0
     writer: Any = None
+    schema: Any = None
     with sessions() as session:
         for chunk in DecisionRepository(session).iter_since(since, model, chunk_size):
-            frame = pd.DataFrame(list(_export_rows(chunk)))
-            total += len(frame)
+            frame = pd.DataFrame(list(_export_rows(chunk, columns)), columns=names)
             if fmt == "csv":
                 frame.to_csv(
-                    output,
-                    mode="a" if total > len(frame) else "w",
-                    header=total == len(frame),
-                    index=False,
+                    output, mode="w" if total == 0 else "a", header=total == 0, index=False
                 )
             else:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if writer is None:
-                    writer = pq.ParquetWriter(output, table.schema)
-                writer.write_table(table.cast(writer.schema))
+                    schema = _parquet_schema(table.schema, columns)
+                    writer = pq.ParquetWriter(output, schema)
+                writer.write_table(table.cast(schema))
+            total += len(frame)
     if writer is not None:
         writer.close()
     if total == 0:
-        pd.DataFrame(
-            columns=[
-                "decision_id",
-                "application_id",
-                "model_name",
-                "model_version",
-                "pd",
-                "score",
-                "decision",
-                "created_at",
-            ]
-        ).to_csv(output, index=False) if fmt == "csv" else pd.DataFrame(
-            {"decision_id": pd.Series(dtype=str)}
-        ).to_parquet(output)
+        empty = pd.DataFrame(columns=names)
+        if fmt == "csv":
+            empty.to_csv(output, index=False)
+        else:
+            empty.astype("string").to_parquet(output, index=False)
     return total
+
+
+def _parquet_schema(inferred: Any, columns: Mapping[str, bool]) -> Any:
+    """Fixed types for the input columns (float64 or string), whatever the first chunk held."""
+    import pyarrow as pa
+
+    fields = []
+    for f in inferred:
+        key = f.name.removeprefix("input_")
+        if f.name.startswith("input_") and key in columns:
+            fields.append(pa.field(f.name, pa.float64() if columns[key] else pa.string()))
+        elif f.name.startswith("reason_") or pa.types.is_null(f.type):
+            fields.append(pa.field(f.name, pa.string()))
+        else:
+            fields.append(f)
+    return pa.schema(fields)
 
 
 def purge_decisions(

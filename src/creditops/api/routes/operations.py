@@ -118,7 +118,9 @@ def add_operation_routes(app: FastAPI, state: ApiState) -> None:
 
     @router.post("/v1/reviews/{decision_id}", tags=["reviews"], operation_id="submit_review")
     async def review(
-        decision_id: Annotated[str, Path(min_length=1, max_length=64)],
+        decision_id: Annotated[
+            str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+        ],
         body: ReviewRequest,
         principal: Principal = feedback_scope,
     ) -> dict[str, Any]:
