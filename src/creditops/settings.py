@@ -93,9 +93,11 @@ class ServeSettings(BaseModel):
 class ModelMonitorSettings(BaseModel):
     """Per-model overrides of the monitoring schedule and thresholds."""
 
-    every_hours: float | None = None
-    every_predictions: int | None = None
-    drift: dict[str, Any] = Field(default_factory=dict)
+    every_hours: float | None = Field(default=None, description="Overrides every_hours.")
+    every_predictions: int | None = Field(default=None, description="Overrides every_predictions.")
+    drift: dict[str, Any] = Field(
+        default_factory=dict, description="Merged over the global drift configuration."
+    )
 
 
 class MonitorSettings(BaseModel):

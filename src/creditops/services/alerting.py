@@ -146,14 +146,16 @@ class EmailSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str | None = Field(default=None, description="SMTP server; None = e-mail not set up.")
-    port: int = Field(default=587, ge=1, le=65535)
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP port (587 STARTTLS).")
     use_tls: bool = Field(default=True, description="Upgrade the connection with STARTTLS.")
     use_ssl: bool = Field(default=False, description="Implicit TLS (SMTPS, usually port 465).")
     username: str | None = Field(default=None, description="SMTP AUTH user (None = no AUTH).")
-    password: SecretStr | None = None
-    from_addr: str = Field(default="creditops@localhost")
-    to_addrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    password: SecretStr | None = Field(default=None, description="SMTP password.")
+    from_addr: str = Field(default="creditops@localhost", description="Sender address.")
+    to_addrs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Recipients, comma-separated."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=120, description="SMTP timeout.")
     ca_file: Path | None = Field(
         default=None, description="CA bundle to verify the server with (private CAs)."
     )
@@ -224,14 +226,19 @@ class AlertSettings(BaseModel):
     # NoDecode: a comma-separated string from the environment is split by the validator below
     # instead of being parsed as JSON (a JSON list still works).
     channels: Annotated[list[Channel], NoDecode] = Field(
-        default_factory=lambda: list[Channel](["log"])
+        default_factory=lambda: list[Channel](["log"]),
+        description="Where alerts go: log, email, slack, teams, webhook (comma-separated).",
     )
     cooldown_hours: float = Field(
         default=6.0, ge=0, description="No repeat of the same alert key and severity within this."
     )
     email: EmailSettings = Field(default_factory=EmailSettings)
-    slack_webhook_url: SecretStr | None = None
-    teams_webhook_url: SecretStr | None = None
+    slack_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack incoming-webhook URL (a secret)."
+    )
+    teams_webhook_url: SecretStr | None = Field(
+        default=None, description="Microsoft Teams incoming-webhook URL (a secret)."
+    )
     webhook_url: SecretStr | None = Field(default=None, description="Generic JSON webhook.")
     webhook_headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="Extra headers of the generic webhook (e.g. auth)."
