@@ -19,6 +19,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /build
+ENV PIP_CACHE_DIR=/var/cache/pip
 
 # Dependencies first, from pyproject.toml alone: this layer (the slow one) is rebuilt only
 # when the dependencies change, not on every source change. The pip cache is a BuildKit
@@ -26,13 +27,13 @@ WORKDIR /build
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && python -m venv /opt/venv
-RUN --mount=type=cache,target=/root/.cache/pip \
+RUN --mount=type=cache,target=/var/cache/pip \
     /opt/venv/bin/pip install --no-compile -r requirements.txt
 
 # Then creditops itself (no dependency resolution: they are all there already).
 COPY README.md LICENSE ./
 COPY src ./src
-RUN --mount=type=cache,target=/root/.cache/pip \
+RUN --mount=type=cache,target=/var/cache/pip \
     /opt/venv/bin/pip install --no-compile --no-deps . \
     && /opt/venv/bin/python -c "import creditops.cli, creditops.api.app"
 
