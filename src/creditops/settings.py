@@ -113,12 +113,6 @@ class MonitorSettings(BaseModel):
     window_hours: float = Field(
         default=24.0, gt=0, description="Default window of logged decisions a check reads."
     )
-    exact_max_rows: int = Field(
-        default=50_000,
-        ge=100,
-        description="Windows up to this size use exact tests on raw values; larger windows "
-        "are aggregated into the reference profile's bins (bounded memory).",
-    )
     performance_window: int = Field(
         default=1000, ge=10, description="Labelled decisions in the performance window."
     )

@@ -1,10 +1,11 @@
 """Monitoring use cases: run the checks of a served model, store them, alert, report.
 
-A check reads a window of the decision log. Windows up to ``exact_max_rows`` decisions are
-compared on raw values (exact tests); larger ones are streamed in chunks into the reference
-profile's bins (binned mode, bounded memory). Every result is stored as a
-``monitoring_reports`` row (history kept); alerts go through the episode tracker, whose state
-is persisted, so one drift episode sends one alert and one resolution.
+A check reads a window of the decision log, streamed in chunks into the reference profile's
+bins (binned mode: memory does not grow with the window's inputs; the bundle holds the
+profile, not raw training rows). Files given on the command line are compared exactly.
+Every result is stored as a ``monitoring_reports`` row (history kept); alerts go through the
+episode tracker, whose state is persisted, so one drift episode sends one alert and one
+resolution.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,7 +32,6 @@ from creditops.monitoring.drift import (
     DriftConfig,
     DriftResult,
     data_drift_exact,
-    drift_from_profile,
     prediction_drift,
 )
 from creditops.services.alerting import build_dispatcher, build_tracker, track_and_notify
@@ -86,41 +87,39 @@ def drift_config(
         raise InvalidInputError(f"invalid drift configuration: {exc}", field="drift") from None
 
 
+@dataclass
+class LogWindow:
+    """A window of the decision log, reduced as it streams by: inputs aggregated into the
+    reference profile's bins, scores kept as one float array, approvals counted."""
+
+    inputs: BinnedAccumulator
+    scores: npt.NDArray[np.float64]
+    approved: int
+    n: int
+
+
 def _window(
     sessions: sessionmaker[Session],
     model: str,
     since: datetime | None,
     until: datetime | None,
-    exact_max_rows: int,
     profile: Mapping[str, Any],
     feature_types: Mapping[str, str],
-) -> tuple[pd.DataFrame | BinnedAccumulator, pd.DataFrame, int]:
-    """Inputs (raw frame, or an accumulator past ``exact_max_rows``) and the outputs frame."""
-    outputs: list[tuple[float, float, str]] = []
-    frames: list[pd.DataFrame] = []
-    accumulator: BinnedAccumulator | None = None
-    n = 0
+) -> LogWindow:
+    accumulator = BinnedAccumulator(profile, list(feature_types))
+    scores: list[npt.NDArray[np.float64]] = []
+    approved = n = 0
     with sessions() as session:
         for chunk in DecisionRepository(session).iter_since(since, model, CHUNK):
             rows = [r for r in chunk if until is None or r.created_at < until]
             if not rows:
                 continue
             n += len(rows)
-            outputs.extend((r.pd, r.score, r.decision) for r in rows)
-            frame = pd.DataFrame([r.inputs for r in rows])
-            if accumulator is None and n > exact_max_rows:
-                accumulator = BinnedAccumulator(profile, list(feature_types))
-                for earlier in frames:
-                    accumulator.update(earlier)
-                frames = []
-            if accumulator is not None:
-                accumulator.update(frame)
-            else:
-                frames.append(frame)
-    out = pd.DataFrame(outputs, columns=["pd", "score", "decision"])
-    if accumulator is not None:
-        return accumulator, out, n
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), out, n
+            approved += sum(r.decision == "approve" for r in rows)
+            scores.append(np.fromiter((r.score for r in rows), dtype=np.float64, count=len(rows)))
+            accumulator.update(pd.DataFrame([r.inputs for r in rows]))
+    joined = np.concatenate(scores) if scores else np.empty(0, dtype=np.float64)
+    return LogWindow(accumulator, joined, approved, n)
 
 
 def _feature_types(spec: Spec) -> dict[str, str]:
@@ -142,33 +141,27 @@ def data_drift_from_log(
     since: datetime | None,
     until: datetime | None,
     config: DriftConfig,
-    exact_max_rows: int,
 ) -> tuple[dict[str, Any], dict[str, Any], int]:
     """(data drift, prediction drift, window size) of a logged window against the profile."""
     model = loaded.model
     profile = model.bundle.reference_profile
     types = _feature_types(model.spec)
-    current, outputs, n = _window(
-        sessions, loaded.info.name, since, until, exact_max_rows, profile, types
-    )
+    window = _window(sessions, loaded.info.name, since, until, profile, types)
+    n = window.n
     if n == 0:
         raise NotFoundError(
             f"no decisions of {loaded.info.name!r} in the window; nothing to compare",
             field="since",
         )
-    if isinstance(current, BinnedAccumulator):
-        data = current.result(config)
-    else:
-        data = drift_from_profile(profile, current, config, list(types))
-    approved = int((outputs["decision"] == "approve").sum())
+    data = window.inputs.result(config)
     reference_total = int(profile["score"]["count"])
     approval = ApprovalCounts(
         reference_approved=round(reference_approval_rate(model) * reference_total),
         reference_total=reference_total,
-        current_approved=approved,
-        current_total=len(outputs),
+        current_approved=window.approved,
+        current_total=n,
     )
-    pred = prediction_drift(profile["score"], outputs["score"].to_numpy(dtype=float), approval)
+    pred = prediction_drift(profile["score"], window.scores, approval)
     return data.to_dict(), pred.to_dict(), n
 
 
@@ -288,9 +281,7 @@ def run_checks(
     levels = []
     if "data_drift" in kinds or "prediction_drift" in kinds:
         config = drift_config(drift_settings, _importance(loaded))
-        data, pred, n = data_drift_from_log(
-            loaded, sessions, since, until, config, monitor.exact_max_rows
-        )
+        data, pred, n = data_drift_from_log(loaded, sessions, since, until, config)
         outcome.results["data_drift"] = data
         outcome.results["prediction_drift"] = pred
         outcome.reports["data_drift"] = _store(
