@@ -824,7 +824,7 @@ CHILD = textwrap.dedent(
 
 
 def test_two_processes_share_one_sqlite_file(sqlite_url: str) -> None:
-    start_at = time.time() + 1.5  # both children have imported everything by then
+    start_at = time.time() + 3.0  # both children have imported everything by then
     children = [
         subprocess.Popen(
             [sys.executable, "-c", CHILD, sqlite_url, str(start_at), "2.0", f"proc{i}"],
@@ -853,16 +853,23 @@ def test_two_processes_share_one_sqlite_file(sqlite_url: str) -> None:
         results.append(json.loads(out))
     try:
         with eng.connect() as conn:
-            rows = conn.execute(select(DecisionRow.decision_id, DecisionRow.application_id))
+            rows = conn.execute(
+                select(DecisionRow.decision_id, DecisionRow.application_id, DecisionRow.created_at)
+            )
             by_proc: dict[str, set[str]] = {}
-            for decision_id, tag in rows:
+            spans: dict[str, list[datetime]] = {}
+            for decision_id, tag, created in rows:
                 by_proc.setdefault(tag, set()).add(decision_id)
+                spans.setdefault(tag, []).append(created)
         with factory() as session:
             assert len(AuditRepository(session).list(limit=10**6)) == audits
     finally:
         eng.dispose()
     for i, result in enumerate(results):
         assert result["errors"] == []
-        assert len(result["acked"]) > 50  # both really wrote during the overlap
+        assert len(result["acked"]) > 0
         assert by_proc[f"proc{i}"] == set(result["acked"])
         assert len(result["acked"]) == len(set(result["acked"]))
+    # both really wrote during the overlap (a count floor would depend on the machine's load)
+    first, second = (spans[f"proc{i}"] for i in range(2))
+    assert max(min(first), min(second)) < min(max(first), max(second))
