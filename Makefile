@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SRC := src tests benchmarks
 
-.PHONY: install demo test lint typecheck unit clean ops-check
+.PHONY: install demo test lint typecheck unit clean ops-check model-validation
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,13 @@ typecheck: install
 ops-check: install
 	bash scripts/check_ops.sh
 
-## The whole test suite: lint, types, ops checks, tests with an 80% coverage gate.
-## CI runs exactly this.
-test: lint typecheck ops-check
+## The pipeline's model validation stage: the demo model must pass its gate.
+model-validation: install
+	bash scripts/validate_demo_model.sh
+
+## The whole test suite: lint, types, ops checks, the model validation stage, tests with an
+## 80% coverage gate. CI runs exactly this.
+test: lint typecheck ops-check model-validation
 	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=term --cov-report=xml --cov-fail-under=80; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
 
