@@ -86,7 +86,10 @@ class ServeSettings(BaseModel):
     )
     log_batch_max: int = Field(default=512, ge=1, description="Group commit: most records.")
     log_batch_wait_ms: float = Field(
-        default=2.0, ge=0, description="Group commit: longest wait for more records."
+        default=0.0,
+        ge=0,
+        description="Group commit: extra wait for more records before a commit. 0 commits "
+        "what is queued at once; requests arriving during a commit form the next batch.",
     )
 
 

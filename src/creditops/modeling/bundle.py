@@ -155,7 +155,12 @@ class ScoringModel:
     def margin(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Raw score in log-odds space, before calibration."""
         if self.booster is not None:
-            return np.asarray(self.booster.predict(x, raw_score=True), dtype=np.float64)
+            # One applicant must not fan out to every core: on the API's hot path that
+            # starves the event loop and the decision-log writer.
+            threads = 0 if x.shape[0] >= PARALLEL_ROWS else 1
+            return np.asarray(
+                self.booster.predict(x, raw_score=True, num_threads=threads), dtype=np.float64
+            )
         assert self.scorecard is not None
         return self.scorecard.decision_function(x)
 
