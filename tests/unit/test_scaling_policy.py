@@ -74,3 +74,31 @@ def test_policy_bands_and_knockouts() -> None:
 def test_policy_rejects_inverted_cutoffs() -> None:
     with pytest.raises(ValueError, match="must not exceed"):
         DecisionPolicy(approve_min_score=500, decline_below_score=600)
+
+
+def test_approval_rate_window_running_count() -> None:
+    from collections import deque
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from creditops.api.metrics import build_metrics
+    from creditops.api.state import APPROVAL_WINDOW, ApiState
+
+    state = ApiState.__new__(ApiState)
+    state.metrics = build_metrics()
+    state._recent, state._approved = {}, {}
+    decisions = (["approve"] * 3 + ["decline"]) * (APPROVAL_WINDOW // 2)
+    for d in decisions:
+        result = SimpleNamespace(
+            model_name="m",
+            model_version="1",
+            decision=d,
+            pd=0.1,
+            score=600.0,
+            created_at=datetime.now(UTC),
+        )
+        state.observe_decisions([result])  # type: ignore[list-item]
+    window = deque((d == "approve" for d in decisions), maxlen=APPROVAL_WINDOW)
+    expected = sum(window) / len(window)
+    assert state.metrics.approval_rate.labels("m")._value.get() == pytest.approx(expected)
+    assert state._approved["m"] == sum(window)

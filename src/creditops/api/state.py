@@ -56,6 +56,7 @@ class ApiState:
     metrics: ServiceMetrics
     engine: Engine
     _recent: dict[str, deque[bool]] = field(default_factory=dict)
+    _approved: dict[str, int] = field(default_factory=dict)  # approvals in _recent
 
     @staticmethod
     def to_record(
@@ -91,7 +92,13 @@ class ApiState:
             m.pd.labels(r.model_name).observe(r.pd)
             m.score.labels(r.model_name).observe(r.score)
             window = self._recent.setdefault(r.model_name, deque(maxlen=APPROVAL_WINDOW))
-            window.append(r.decision == "approve")
+            approved = r.decision == "approve"
+            # keep a running count instead of summing the window on every request
+            dropped = window[0] if len(window) == APPROVAL_WINDOW else False
+            self._approved[r.model_name] = (
+                self._approved.get(r.model_name, 0) + int(approved) - int(dropped)
+            )
+            window.append(approved)
         for name in {r.model_name for r in results}:
             window = self._recent[name]
-            m.approval_rate.labels(name).set(sum(window) / len(window))
+            m.approval_rate.labels(name).set(self._approved[name] / len(window))
