@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.stats import norm
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.errors import InvalidInputError
 from creditops.features.spec import Spec
 from creditops.modeling.evaluation import FAIRNESS_MIN_GROUP, protected_groups
 from creditops.modeling.metrics import brier_score, classification_metrics, roc_auc
+from creditops.monitoring.drift_stats import two_proportion_z
 from creditops.monitoring.fairness import compute_fairness
 from creditops.store.repositories import DecisionRepository, LabelledWindowRepository
 from creditops.store.tables import DecisionRow
@@ -146,15 +146,12 @@ def _window_frame(rows: Sequence[DecisionRow]) -> pd.DataFrame:
 
 
 def two_proportion_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float | None, float | None]:
-    """Pooled two-proportion z-test; returns (z, two-sided p) or (None, None) if undefined."""
+    """Pooled two-proportion z-test of ``x1 / n1`` against ``x2 / n2`` (z > 0 when the first
+    is higher); (None, None) when a group is empty. The statistic is the drift module's."""
     if n1 == 0 or n2 == 0:
         return None, None
-    pooled = (x1 + x2) / (n1 + n2)
-    se = float(np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2)))
-    if se == 0:
-        return 0.0, 1.0
-    z = (x1 / n1 - x2 / n2) / se
-    return float(z), float(2 * norm.sf(abs(z)))
+    z, p = two_proportion_z(x2, n2, x1, n1)
+    return z, p
 
 
 def fairness_in_production(
