@@ -132,6 +132,17 @@ class MonitorSettings(BaseModel):
     drift: dict[str, Any] = Field(
         default_factory=dict, description="Drift configuration (methods, thresholds, overrides)."
     )
+    hysteresis: dict[str, int] = Field(
+        default_factory=lambda: {
+            "raise_after": 1,
+            "raise_window": 1,
+            "clear_after": 2,
+            "clear_window": 2,
+        },
+        description="Debouncing of alert levels across check windows: a level is raised by "
+        "raise_after of the last raise_window checks and cleared by clear_after of the last "
+        "clear_window (default: raise at once, clear after two clean checks).",
+    )
     models: dict[str, ModelMonitorSettings] = Field(default_factory=dict)
 
     def for_model(self, name: str) -> tuple[float, int, dict[str, Any]]:

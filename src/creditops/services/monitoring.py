@@ -34,6 +34,7 @@ from creditops.monitoring.drift import (
     data_drift_exact,
     prediction_drift,
 )
+from creditops.monitoring.drift_stats import Hysteresis
 from creditops.services.alerting import build_dispatcher, build_tracker, track_and_notify
 from creditops.services.context import AppContext
 from creditops.services.models import LoadedModel, load_model
@@ -241,11 +242,19 @@ def _alert(
     settings = ctx.settings.alerts
     if not settings.enabled:
         return []
+    key = f"{model}:{kind}"
     with sessions() as session:
-        state = MonitorStateRepository(session).get(ALERT_STATE_KEY)
+        repo = MonitorStateRepository(session)
+        state = repo.get(ALERT_STATE_KEY)
+        debounce = repo.get(f"hysteresis:{key}")
+    # The observed level is debounced across windows (N of the last M) before it can raise
+    # or clear an alert, so a level does not flap.
+    previous = Hysteresis.from_dict(debounce or ctx.settings.monitor.hysteresis)
+    smoothed = previous.update(level)  # type: ignore[arg-type]
+    level = smoothed.level
     tracker = build_tracker(settings, state)
     alert = Alert(
-        key=f"{model}:{kind}",
+        key=key,
         model=model,
         kind=kind,  # type: ignore[arg-type]
         severity="critical" if level == "critical" else "warning",
@@ -254,9 +263,11 @@ def _alert(
         at=datetime.now(UTC),
         details=dict(details),
     )
-    outcome = track_and_notify(tracker, build_dispatcher(settings), alert, level)  # type: ignore[arg-type]
+    outcome = track_and_notify(tracker, build_dispatcher(settings), alert, level)
     with sessions.begin() as session:
-        MonitorStateRepository(session).put(ALERT_STATE_KEY, tracker.to_dict())
+        repo = MonitorStateRepository(session)
+        repo.put(ALERT_STATE_KEY, tracker.to_dict())
+        repo.put(f"hysteresis:{key}", smoothed.to_dict())
     return [r.to_dict() for r in outcome.results]
 
 
