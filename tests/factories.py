@@ -74,3 +74,26 @@ def synthetic_spec(**overrides: Any) -> dict[str, Any]:
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def train_demo_model(home: Path, **settings: Any) -> str:
+    """Train the Taiwan demo model into ``home``, promote it to production (no gate), and
+    return its version. ``settings`` go to :class:`creditops.settings.Settings`."""
+    from creditops.services.context import AppContext
+    from creditops.services.models import promote
+    from creditops.services.training import TrainRequest, train_and_register
+    from creditops.settings import Settings
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    ctx = AppContext(Settings(home=home, **settings))
+    outcome = train_and_register(
+        ctx,
+        TrainRequest(
+            spec_path=data / "specs/taiwan.yaml",
+            data_path=data / "taiwan_credit_card.csv",
+            name="taiwan",
+            policy_path=data / "policies/taiwan.yaml",
+        ),
+    )
+    promote(ctx, "taiwan", outcome.version, "production", force=True)
+    return outcome.version

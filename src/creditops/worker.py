@@ -74,11 +74,14 @@ def last_check(sessions: sessionmaker[Session], model: str) -> datetime | None:
 
 
 def due_reason(
-    sessions: sessionmaker[Session], model: str, settings: Settings, now: datetime
+    sessions: sessionmaker[Session],
+    model: str,
+    settings: Settings,
+    now: datetime,
+    last_at: datetime | None,
 ) -> str | None:
     """Why a check of ``model`` is due now ("schedule" or "predictions"), or None."""
     every_hours, every_predictions, _ = settings.monitor.for_model(model)
-    last_at = last_check(sessions, model)
     with sessions() as session:
         new = DecisionRepository(session).count(since=last_at, model=model)
     if new == 0:
@@ -106,12 +109,12 @@ def run_tick(
             if ctx.registry.find_alias(model, "production") is None:
                 continue
             now = datetime.now(UTC)
-            reason = due_reason(sessions, model, settings, now)
+            previous = last_check(sessions, model)
+            reason = due_reason(sessions, model, settings, now, previous)
             if reason is None:
                 continue
             # The window is what was logged since the previous check (at most window_hours).
             earliest = now - timedelta(hours=settings.monitor.window_hours)
-            previous = last_check(sessions, model)
             window_start = max(previous, earliest) if previous else earliest
             try:
                 outcome = run_checks(ctx, sessions, model, since=window_start, triggered_by=reason)

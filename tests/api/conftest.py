@@ -10,13 +10,11 @@ from fastapi.testclient import TestClient
 
 from creditops.api.app import create_app
 from creditops.domain.access import SCOPES
-from creditops.services.context import AppContext
-from creditops.services.models import promote
 from creditops.services.records import create_key
-from creditops.services.training import TrainRequest, train_and_register
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import ensure_current
+from tests.factories import train_demo_model
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data"
@@ -25,17 +23,7 @@ DATA = ROOT / "data"
 @pytest.fixture(scope="session")
 def served_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("api-home")
-    ctx = AppContext(Settings(home=home))
-    train_and_register(
-        ctx,
-        TrainRequest(
-            spec_path=DATA / "specs/taiwan.yaml",
-            data_path=DATA / "taiwan_credit_card.csv",
-            name="taiwan",
-            policy_path=DATA / "policies/taiwan.yaml",
-        ),
-    )
-    promote(ctx, "taiwan", "1", "production", force=True)
+    train_demo_model(home)
     return home
 
 

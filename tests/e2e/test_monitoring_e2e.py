@@ -22,10 +22,7 @@ import pandas as pd
 import pytest
 from aiosmtpd.controller import Controller
 
-from creditops.services.context import AppContext
-from creditops.services.models import promote
-from creditops.services.training import TrainRequest, train_and_register
-from creditops.settings import Settings
+from tests.factories import train_demo_model
 from tests.integration.server_harness import (
     create_key,
     creditops_command,
@@ -128,17 +125,7 @@ def test_worker_alerts_once_per_episode(tmp_path: Path, smtp, webhook) -> None: 
     smtp_port, mailbox = smtp
     hook_url, hooks = webhook
     home = tmp_path / "home"
-    ctx = AppContext(Settings(home=home))
-    train_and_register(
-        ctx,
-        TrainRequest(
-            spec_path=DATA / "specs/taiwan.yaml",
-            data_path=DATA / "taiwan_credit_card.csv",
-            name="taiwan",
-            policy_path=DATA / "policies/taiwan.yaml",
-        ),
-    )
-    promote(ctx, "taiwan", "1", "production", force=True)
+    train_demo_model(home)
     database = f"sqlite:///{home / 'creditops.db'}"
     extra = {
         "CREDITOPS_ALERTS__CHANNELS": "email,slack",

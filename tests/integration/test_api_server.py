@@ -34,11 +34,7 @@ import yaml
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from creditops.services.context import AppContext
-from creditops.services.models import promote
 from creditops.services.records import audit_entries
-from creditops.services.training import TrainRequest, train_and_register
-from creditops.settings import Settings
 from creditops.store.decision_log import DecisionRecord
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import (
@@ -53,6 +49,7 @@ from creditops.store.repositories import (
     ReviewRepository,
 )
 from creditops.store.tables import DecisionRow, OutcomeRow, ReviewRow
+from tests.factories import train_demo_model
 from tests.integration.server_harness import (
     ApiKey,
     ServerProcess,
@@ -203,12 +200,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model_home(workdir: Path) -> Path:
     """CREDITOPS_HOME with the Taiwan demo model trained and promoted to production."""
     home = workdir / "home"
-    ctx = AppContext(Settings(home=home, mlflow_uri=None))  # ignore CREDITOPS_MLFLOW_URI
-    outcome = train_and_register(
-        ctx,
-        TrainRequest(spec_path=SPEC_PATH, data_path=CSV_PATH, name=MODEL, policy_path=POLICY_PATH),
-    )
-    promote(ctx, MODEL, outcome.version, "production", force=True)
+    train_demo_model(home, mlflow_uri=None)  # ignore CREDITOPS_MLFLOW_URI
     return home
 
 

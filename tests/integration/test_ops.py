@@ -39,13 +39,11 @@ from pydantic import BaseModel
 from creditops.api.metrics import build_metrics
 from creditops.api.monitoring_metrics import METRIC_NAMES as MONITORING_METRICS
 from creditops.domain.access import SCOPES
-from creditops.services.context import AppContext
-from creditops.services.models import promote
 from creditops.services.records import create_key
-from creditops.services.training import TrainRequest, train_and_register
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import ensure_current
+from tests.factories import train_demo_model
 from tests.integration.server_harness import HOST, free_port, running_server
 
 pytestmark = pytest.mark.integration
@@ -394,17 +392,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """A home with the Taiwan demo model in production, and an API key with predict."""
     home = tmp_path_factory.mktemp("ops-home")
     settings = Settings(home=home, database_url=f"sqlite:///{home / 'creditops.db'}")
-    ctx = AppContext(settings)
-    train_and_register(
-        ctx,
-        TrainRequest(
-            spec_path=DATA / "specs/taiwan.yaml",
-            data_path=DATA / "taiwan_credit_card.csv",
-            name="taiwan",
-            policy_path=DATA / "policies/taiwan.yaml",
-        ),
-    )
-    promote(ctx, "taiwan", "1", "production", force=True)
+    train_demo_model(home, database_url=settings.database_url)
     ensure_current(settings.database)
     sessions = session_factory(create_db_engine(settings.database))
     key = create_key(sessions, "ops-test", ["predict"], SCOPES, "test").key

@@ -40,6 +40,13 @@ BUNDLE_FORMAT = 1
 PARALLEL_ROWS = 1000
 
 
+def _threads(x: npt.NDArray[np.float64]) -> int:
+    """LightGBM threads for scoring ``x``: every core (0) for a large batch, which does not
+    change the result; one for a few rows, so a single applicant on the API's hot path does
+    not fan out to every core and starve the event loop and the decision-log writer."""
+    return 0 if x.shape[0] >= PARALLEL_ROWS else 1
+
+
 @dataclass
 class ModelBundle:
     """Serialisable content of a model version."""
@@ -155,11 +162,8 @@ class ScoringModel:
     def margin(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Raw score in log-odds space, before calibration."""
         if self.booster is not None:
-            # One applicant must not fan out to every core: on the API's hot path that
-            # starves the event loop and the decision-log writer.
-            threads = 0 if x.shape[0] >= PARALLEL_ROWS else 1
             return np.asarray(
-                self.booster.predict(x, raw_score=True, num_threads=threads), dtype=np.float64
+                self.booster.predict(x, raw_score=True, num_threads=_threads(x)), dtype=np.float64
             )
         assert self.scorecard is not None
         return self.scorecard.decision_function(x)
@@ -169,11 +173,9 @@ class ScoringModel:
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Per-feature contributions and base values; their sum equals :meth:`margin`."""
         if self.booster is not None:
-            # Models are trained single-threaded for reproducibility; explaining a batch may
-            # use every core (num_threads=0), which does not change the result.
-            threads = 0 if x.shape[0] >= PARALLEL_ROWS else 1
             full = np.asarray(
-                self.booster.predict(x, pred_contrib=True, num_threads=threads), dtype=np.float64
+                self.booster.predict(x, pred_contrib=True, num_threads=_threads(x)),
+                dtype=np.float64,
             )
             return full[:, :-1], full[:, -1]
         assert self.scorecard is not None

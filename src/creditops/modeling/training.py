@@ -200,6 +200,5 @@ def train_model(
         "test_metrics": evaluation.metrics,
         "feature_importance": evaluation.feature_importance,
     }
-    return TrainingResult(
-        bundle=draft, model=ScoringModel(draft), evaluation=evaluation, warnings=data.warnings
-    )
+    # ``model`` holds ``draft`` itself, so it sees the profile and lineage filled in above.
+    return TrainingResult(bundle=draft, model=model, evaluation=evaluation, warnings=data.warnings)

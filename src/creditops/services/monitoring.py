@@ -52,6 +52,7 @@ from creditops.store.tables import MonitoringReportRow
 
 CHUNK = 5000
 ALERT_STATE_KEY = "alerts"
+ALL_CHECKS = ("data_drift", "prediction_drift", "performance", "fairness")
 
 
 @dataclass
@@ -279,7 +280,7 @@ def run_checks(
     since: datetime | None,
     until: datetime | None = None,
     triggered_by: str = "api",
-    kinds: tuple[str, ...] = ("data_drift", "prediction_drift", "performance", "fairness"),
+    kinds: tuple[str, ...] = ALL_CHECKS,
 ) -> CheckOutcome:
     """Run the checks of the production version of ``model``; store, alert, decide."""
     loaded = load_model(ctx, model, "production")

@@ -65,12 +65,10 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
     def served(name: str) -> None:
         state.router.route(name)  # 404 for a model this service does not serve
 
-    @router.post("/v1/drift/data-drift", operation_id="data_drift")
-    async def data_drift(body: WindowRequest, principal: Principal = scope) -> dict[str, Any]:
-        """Data and prediction drift of a window of logged decisions against the profile."""
-        del principal
+    async def checks(body: WindowRequest, kinds: tuple[str, ...]) -> monitoring.CheckOutcome:
+        """Run ``kinds`` on a window of a served model's log, off the event loop."""
         served(body.model)
-        outcome = await run_in_threadpool(
+        return await run_in_threadpool(
             monitoring.run_checks,
             state.ctx,
             state.sessions,
@@ -78,8 +76,14 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
             since=window_start(body.since, hours),
             until=body.until,
             triggered_by="api",
-            kinds=("data_drift", "prediction_drift"),
+            kinds=kinds,
         )
+
+    @router.post("/v1/drift/data-drift", operation_id="data_drift")
+    async def data_drift(body: WindowRequest, principal: Principal = scope) -> dict[str, Any]:
+        """Data and prediction drift of a window of logged decisions against the profile."""
+        del principal
+        outcome = await checks(body, ("data_drift", "prediction_drift"))
         return outcome.summary() | {
             "data_drift": outcome.results["data_drift"],
             "prediction_drift": outcome.results["prediction_drift"],
@@ -104,16 +108,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
     async def check(body: WindowRequest, principal: Principal = scope) -> dict[str, Any]:
         """Every check; says whether retraining should be triggered and why."""
         del principal
-        served(body.model)
-        outcome = await run_in_threadpool(
-            monitoring.run_checks,
-            state.ctx,
-            state.sessions,
-            body.model,
-            since=window_start(body.since, hours),
-            until=body.until,
-            triggered_by="api",
-        )
+        outcome = await checks(body, monitoring.ALL_CHECKS)
         return outcome.summary() | {"results": outcome.results, "alerts": outcome.deliveries}
 
     @router.get("/v1/drift/reports", operation_id="list_reports")
@@ -142,17 +137,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
     async def fairness(body: WindowRequest, principal: Principal = scope) -> dict[str, Any]:
         """Approval rates by protected group, parity ratios and their drift."""
         del principal
-        served(body.model)
-        outcome = await run_in_threadpool(
-            monitoring.run_checks,
-            state.ctx,
-            state.sessions,
-            body.model,
-            since=window_start(body.since, hours),
-            until=body.until,
-            triggered_by="api",
-            kinds=("fairness",),
-        )
+        outcome = await checks(body, ("fairness",))
         return dict(outcome.results["fairness"])
 
     @router.post("/v1/drift/test-email", operation_id="test_email")
