@@ -20,6 +20,7 @@ See ``docs/decisions/0004-decision-log-group-commit.md``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -32,6 +33,8 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Engine, Table, insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from creditops.errors import CreditopsError
 from creditops.store.engine import StoreUnavailableError, is_transient_error
@@ -103,10 +106,53 @@ _FIELDS: Final = tuple(f.name for f in fields(DecisionRecord))
 
 @dataclass(slots=True)
 class _Pending:
-    rows: list[dict[str, Any]]
-    future: Future[None]
+    """One submission. Exactly one of ``future`` (``submit``) and ``waiter`` (``write``)."""
+
+    rows: list[tuple[Any, ...]]
+    future: Future[None] | None
+    waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
     live: bool = field(default=True)  # False once the caller cancelled (still written)
     released: bool = field(default=False)  # counted out of the queue depth
+
+
+class _PreparedInsert:
+    """``INSERT INTO decisions`` compiled once for the engine's dialect.
+
+    The writer thread holds the GIL while it builds parameters, so every microsecond it
+    spends per row is taken from the event loop. SQLAlchemy's ``Connection.execute`` pays
+    for statement caching, event dispatch and result set-up on every transaction; here the
+    statement is compiled once, each column's own bind processor (the same functions
+    SQLAlchemy would call: the JSON serializer, ``UTCDateTime``) is looked up once, and the
+    rows go to the driver's ``executemany`` on one long-lived pooled connection.
+    """
+
+    def __init__(self, engine: Engine, table: Table) -> None:
+        dialect = engine.dialect
+        compiled = insert(table).compile(dialect=dialect)
+        self.sql = compiled.string
+        columns = {column.key: column for column in table.columns}
+        names = list(compiled.positiontup or []) if compiled.positional else list(columns)
+        if set(names) != set(_FIELDS):  # pragma: no cover - defined together
+            raise RuntimeError(f"decision columns {names} differ from the record's {_FIELDS}")
+        self.names = names
+        self.positional = compiled.positional
+        processors = [columns[n].type.bind_processor(dialect) for n in names]
+        self.processors: list[tuple[int, Callable[[Any], Any]]] = [
+            (i, p) for i, p in enumerate(processors) if p is not None
+        ]
+        self.is_sqlite = dialect.name == "sqlite"
+        self.dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+
+    def row(self, record: DecisionRecord) -> tuple[Any, ...]:
+        values = [getattr(record, name) for name in self.names]
+        for i, process in self.processors:
+            values[i] = process(values[i])
+        return tuple(values)
+
+    def parameters(self, rows: list[tuple[Any, ...]]) -> list[Any]:
+        if self.positional:
+            return rows
+        return [dict(zip(self.names, row, strict=True)) for row in rows]
 
 
 _STOP: Final = object()
@@ -140,6 +186,8 @@ class DecisionLogWriter:
             raise ValueError("max_batch >= 1, max_wait_ms >= 0, retries >= 0, backoff >= 0")
         self._engine = engine
         self._table: Table = DecisionRow.__table__  # type: ignore[assignment]
+        self._prepared = _PreparedInsert(engine, self._table)
+        self._connection: PoolProxiedConnection | None = None  # owned by the writer thread
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000.0
         self._on_commit = on_commit
@@ -175,20 +223,28 @@ class DecisionLogWriter:
         if not records:
             future.set_result(None)
             return future
-        pending = _Pending([record.as_row() for record in records], future)
-        with self._lock:
-            if self._closed or self._thread is None:
-                raise StoreUnavailableError("The decision log writer is not running.")
-            self._depth += len(pending.rows)
-            self._queue.put(pending)
+        self._enqueue(_Pending([self._prepared.row(r) for r in records], future))
         return future
 
     async def write(self, records: Sequence[DecisionRecord]) -> None:
         """Submit ``records`` and wait (without blocking the event loop) for their commit.
 
         Cancelling the awaiting task does not withdraw the records: they are still written.
+        The writer wakes each event loop once per committed batch, not once per request.
         """
-        await asyncio.shield(asyncio.wrap_future(self.submit(records)))
+        if not records:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._enqueue(_Pending([self._prepared.row(r) for r in records], None, (loop, waiter)))
+        await asyncio.shield(waiter)
+
+    def _enqueue(self, pending: _Pending) -> None:
+        with self._lock:
+            if self._closed or self._thread is None:
+                raise StoreUnavailableError("The decision log writer is not running.")
+            self._depth += len(pending.rows)
+            self._queue.put(pending)
 
     def queue_depth(self) -> int:
         """Records submitted but not yet committed (or failed)."""
@@ -217,6 +273,12 @@ class DecisionLogWriter:
     # -- writer thread --------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._drop_connection(invalidate=False)
+
+    def _loop(self) -> None:
         carry: _Pending | None = None
         stopping = False
         while True:
@@ -263,7 +325,8 @@ class DecisionLogWriter:
         for pending in batch:
             # After this a caller can no longer cancel the future; if it already did, the
             # records are written anyway (the decision may have been sent).
-            pending.live = pending.future.set_running_or_notify_cancel()
+            if pending.future is not None:
+                pending.live = pending.future.set_running_or_notify_cancel()
         rows = [row for pending in batch for row in pending.rows]
         error = self._insert(rows)
         if error is None:
@@ -280,13 +343,12 @@ class DecisionLogWriter:
             return
         self._fail(batch, error)
 
-    def _insert(self, rows: list[dict[str, Any]]) -> Exception | None:
+    def _insert(self, rows: list[tuple[Any, ...]]) -> Exception | None:
         """Insert and commit ``rows`` in one transaction, with retries; the error or None."""
         for attempt in range(self._retries + 1):
             started = time.perf_counter()
             try:
-                with self._engine.begin() as conn:
-                    conn.execute(insert(self._table), rows)
+                self._execute(rows)
             except Exception as exc:
                 if attempt < self._retries and is_transient_error(exc):
                     log.warning("decision log: transient error, retrying: %s", exc)
@@ -297,6 +359,57 @@ class DecisionLogWriter:
             return None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _execute(self, rows: list[tuple[Any, ...]]) -> None:
+        """One transaction on the writer's connection; DBAPI errors come out as SQLAlchemy's
+        ``DBAPIError`` (as ``Connection.execute`` would raise them) so that
+        :func:`is_transient_error` classifies them the same way."""
+        prepared = self._prepared
+        if self._connection is None:
+            self._connection = self._engine.raw_connection()
+        connection = self._connection
+        cursor = connection.cursor()
+        try:
+            if prepared.is_sqlite:  # the engine turned the sqlite3 module's BEGIN off
+                cursor.execute("BEGIN IMMEDIATE")
+            cursor.executemany(prepared.sql, prepared.parameters(rows))
+            cursor.close()
+            connection.commit()
+        except prepared.dbapi_error as exc:
+            disconnected = self._engine.dialect.is_disconnect(exc, connection, cursor)  # type: ignore[arg-type]
+            with contextlib.suppress(Exception):
+                cursor.close()
+            self._drop_connection(invalidate=True)
+            raise DBAPIError.instance(
+                prepared.sql,
+                None,
+                exc,
+                prepared.dbapi_error,
+                connection_invalidated=disconnected,
+                dialect=self._engine.dialect,
+            ) from exc
+        except BaseException:
+            with contextlib.suppress(Exception):
+                cursor.close()
+            self._drop_connection(invalidate=True)
+            raise
+
+    def _drop_connection(self, *, invalidate: bool) -> None:
+        """Give the connection back (after a failure: roll back and discard it)."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            if invalidate:
+                # Roll back first: an open SQLite transaction would keep the write lock
+                # until the connection is garbage-collected.
+                with contextlib.suppress(Exception):
+                    connection.rollback()
+                connection.invalidate()
+            else:
+                connection.close()
+        except Exception:  # pragma: no cover - best effort on a broken connection
+            log.warning("decision log: could not release its connection", exc_info=True)
+
     def _notify(self, size: int, seconds: float) -> None:
         if self._on_commit is None:
             return
@@ -306,22 +419,41 @@ class DecisionLogWriter:
             log.exception("decision log: on_commit callback failed")
 
     def _resolve(self, batch: list[_Pending]) -> None:
-        for pending in batch:
-            if pending.live:
-                pending.future.set_result(None)
+        self._settle(batch, None)
         self._release(batch)
+
+    def _settle(self, batch: list[_Pending], errors: list[BaseException] | None) -> None:
+        """Resolve (``errors`` None) or fail each submission; one loop wake-up per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Any]]] = {}
+        for k, pending in enumerate(batch):
+            error = None if errors is None else errors[k]
+            if pending.future is not None:
+                if not pending.live or pending.future.done():
+                    continue
+                if error is None:
+                    pending.future.set_result(None)
+                else:
+                    pending.future.set_exception(error)
+            elif pending.waiter is not None:
+                loop, waiter = pending.waiter
+                by_loop.setdefault(loop, []).append((waiter, error))
+        for loop, waiters in by_loop.items():
+            # RuntimeError: the loop closed, so nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_waiters, waiters)
 
     def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
         transient = is_transient_error(exc)
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        for pending in batch:
+        errors: list[BaseException] = []
+        for _ in batch:
             error = DecisionLogError(
                 f"Decision records were not stored: {type(exc).__name__}: {first_line}",
                 transient=transient,
             )
             error.__cause__ = exc
-            if pending.live and not pending.future.done():
-                pending.future.set_exception(error)
+            errors.append(error)
+        self._settle(batch, errors)
         self._release(batch)
 
     def _release(self, batch: list[_Pending]) -> None:
@@ -342,5 +474,17 @@ class DecisionLogWriter:
                 unclaimed.append(item)
         self._queue.put(_STOP)  # the thread may still be waiting for it
         for pending in unclaimed:
-            pending.live = pending.future.set_running_or_notify_cancel()
+            if pending.future is not None:
+                pending.live = pending.future.set_running_or_notify_cancel()
         self._fail(unclaimed, StoreUnavailableError("The decision log closed before commit."))
+
+
+def _settle_waiters(waiters: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    """On the event loop: complete the waiters of one committed (or failed) batch."""
+    for waiter, error in waiters:
+        if waiter.done():  # cancelled: the records were written all the same
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
