@@ -102,3 +102,60 @@ def test_approval_rate_window_running_count() -> None:
     expected = sum(window) / len(window)
     assert state.metrics.approval_rate.labels("m")._value.get() == pytest.approx(expected)
     assert state._approved["m"] == sum(window)
+
+
+_VALUES: list[object] = [
+    17,
+    18,
+    18.0,
+    17.999,
+    0,
+    -1,
+    True,
+    False,
+    None,
+    float("nan"),
+    float("inf"),
+    "17",
+    " 18 ",
+    "1e1",
+    "abc",
+    "",
+    "1_000",
+    "x",
+    "y",
+    np.int64(17),
+    np.float64(18.5),
+    pd.NA,
+]
+
+
+@pytest.mark.parametrize(
+    ("op", "value"),
+    [
+        ("lt", 18),
+        ("le", 18),
+        ("gt", 18),
+        ("ge", 18.0),
+        ("eq", 18),
+        ("ne", 18),
+        ("eq", "x"),
+        ("ne", "x"),
+        ("in", ["x", 17, "18"]),
+        ("not_in", ["x", 17, "18"]),
+        ("in", "y"),
+    ],
+    ids=lambda v: str(v),
+)
+def test_knockout_scalar_path_matches_the_vectorised_one(op: str, value: object) -> None:
+    """The API's per-value path (no pandas) decides exactly like the frame path."""
+    rule = KnockoutRule(name="r", feature="f", op=op, value=value, reason_code="K", reason_text="t")
+    vectorised = rule.fires(pd.Series(_VALUES, dtype=object))
+    scalar = rule.fires_on(_VALUES)
+    assert vectorised.tolist() == scalar.tolist()
+    policy = DecisionPolicy(approve_min_score=600, decline_below_score=500, knockouts=[rule])
+    scores = np.full(len(_VALUES), 700.0)
+    from_mapping = policy.decide(scores, {"f": _VALUES})
+    from_frame = policy.decide(scores, pd.DataFrame({"f": pd.Series(_VALUES, dtype=object)}))
+    assert from_mapping.decision.tolist() == from_frame.decision.tolist()
+    assert (from_mapping.decision == "decline").sum() == int(vectorised.sum())

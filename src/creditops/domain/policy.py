@@ -8,6 +8,7 @@ in between goes to manual review.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,61 @@ class KnockoutRule(BaseModel):
             }[self.op]
         return np.asarray(result, dtype=bool)
 
+    def fires_on(self, values: Sequence[object]) -> npt.NDArray[np.bool_]:
+        """:meth:`fires` for a few plain Python values (the API's JSON), without pandas.
+
+        Same semantics value by value (tests hold the two to each other): missing values
+        (None, NaN) never fire; ``in``/``not_in`` and string ``eq``/``ne`` compare the text
+        form; numeric operators compare the value read as a number, text that is not a
+        number counting as missing.
+        """
+        return np.fromiter((self._fires_one(v) for v in values), dtype=bool, count=len(values))
+
+    def _fires_one(self, value: object) -> bool:
+        if _is_missing(value):
+            return False
+        if self.op in ("in", "not_in"):
+            allowed = {
+                str(v) for v in (self.value if isinstance(self.value, list) else [self.value])
+            }
+            return (str(value) in allowed) == (self.op == "in")
+        if isinstance(self.value, list):
+            raise ConfigError(f"knock-out rule {self.name!r}: op {self.op!r} needs one value")
+        if isinstance(self.value, str) and self.op in ("eq", "ne"):
+            return (str(value) == self.value) == (self.op == "eq")
+        number = _as_number(value)
+        if number is None:
+            return False
+        threshold = float(self.value)
+        return {
+            "lt": number < threshold,
+            "le": number <= threshold,
+            "gt": number > threshold,
+            "ge": number >= threshold,
+            "eq": number == threshold,
+            "ne": number != threshold,
+        }[self.op]
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def _as_number(value: object) -> float | None:
+    """``pd.to_numeric(errors="coerce")`` for one value: None where it gives NaN."""
+    if isinstance(value, bool | int | float | np.integer | np.floating):
+        number = float(value)
+    elif isinstance(value, str):
+        if "_" in value:  # Python's float() reads "1_000"; pandas does not
+            return None
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return None if math.isnan(number) else number
+
 
 class DecisionPolicy(BaseModel):
     """Cutoffs and knock-out rules; ``version`` travels with every decision."""
@@ -105,12 +161,10 @@ class DecisionPolicy(BaseModel):
                 rule = self.knockouts[index]
                 if rule.feature in raw:
                     column = raw[rule.feature]
-                    series = (
-                        column
-                        if isinstance(column, pd.Series)
-                        else pd.Series(list(column), dtype=object)
-                    )
-                    knocked[rule.fires(series)] = index
+                    if isinstance(column, pd.Series):
+                        knocked[rule.fires(column)] = index
+                    else:
+                        knocked[rule.fires_on(list(column))] = index
             decision[knocked >= 0] = "decline"
         return PolicyOutcome(decision=decision, knockout_index=knocked)
 

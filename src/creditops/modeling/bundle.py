@@ -32,6 +32,7 @@ from creditops.features.spec import Spec, parse_spec
 from creditops.modeling.calibration import Calibrator
 from creditops.modeling.explain import MAX_REASONS, PrincipalReasons, ReasonFamilies
 from creditops.modeling.explain import principal_reasons as select_reasons
+from creditops.modeling.fastpredict import SingleRowPredictor
 from creditops.modeling.scorecard import WoeScorecard
 
 Algorithm = Literal["lightgbm", "logistic"]
@@ -137,11 +138,13 @@ class ScoringModel:
         self.scaling = ScoreScaling(**self.spec.scaling.model_dump())
         self.policy = DecisionPolicy.model_validate(bundle.policy)
         self.booster: lgb.Booster | None = None
+        self._single_row: SingleRowPredictor | None = None
         self.scorecard: WoeScorecard | None = None
         if bundle.algorithm == "lightgbm":
             if bundle.booster is None:
                 raise IntegrityError("lightgbm bundle has no booster")
             self.booster = lgb.Booster(model_str=bundle.booster)
+            self._single_row = SingleRowPredictor.create(self.booster)
             used = [c > 0 for c in self.booster.feature_importance(importance_type="split")]
         else:
             if bundle.scorecard is None:
@@ -161,6 +164,8 @@ class ScoringModel:
     # -- raw model outputs -------------------------------------------------------------
     def margin(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Raw score in log-odds space, before calibration."""
+        if self._single_row is not None and x.shape[0] == 1:
+            return np.array([self._single_row.raw_score(x)], dtype=np.float64)
         if self.booster is not None:
             return np.asarray(
                 self.booster.predict(x, raw_score=True, num_threads=_threads(x)), dtype=np.float64

@@ -1,0 +1,409 @@
+"""Exact path-dependent TreeSHAP for LightGBM models, precomputed per leaf (numpy only).
+
+LightGBM's ``Booster.predict(x, pred_contrib=True)`` runs the recursive path-dependent
+TreeSHAP of Lundberg, Erion et al., "From local explanations to global understanding with
+explainable AI for trees", Nature Machine Intelligence 2, 56-67 (2020), arXiv:1802.03888.
+This module returns the same numbers with the precomputation idea of Fast TreeSHAP v2
+(J. Yang, "Fast TreeSHAP: Accelerating SHAP value computation for trees", 2021,
+arXiv:2109.09847).
+
+The math. For a leaf ``l`` with value ``v_l``, let ``P`` be the ``m`` distinct features split on
+along its root-to-leaf path (repeated splits on one feature are merged). For ``j`` in ``P``:
+
+* ``z_j`` ("zero fraction") is the product, over the path's splits on ``j``, of
+  child data count / parent data count (LightGBM's ``leaf_count`` and ``internal_count``);
+* ``o_j`` ("one fraction") is 1 if ``x`` satisfies every split on ``j`` along the path, else 0.
+
+With ``O`` the set of path features ``x`` satisfies, path-dependent TreeSHAP adds to feature
+``i`` in ``P``::
+
+    phi_i += v_l * (o_i - z_i) * G_l(O, i)
+    G_l(O, i) = sum_{S subset of O minus {i}} w(|S|, m) * prod_{j in P, j not in S, j != i} z_j
+    w(s, m) = s! (m - s - 1)! / m!
+
+``G_l`` depends on ``x`` only through ``O``, a bit mask over the leaf's ``m`` path features, so
+a table over all ``2^m`` masks and ``m`` features holds every term the leaf can produce.
+Writing ``A = O minus {i}`` and ``B`` for the path features outside ``O`` and ``i``, the sum
+factorises as ``prod_B z * sum_s w(s, m) e_{|A|-s}(z_A)`` where ``e_k`` are elementary
+symmetric polynomials; a subset-by-subset recursion over the ``m`` bits builds them for all
+masks at once. The bias (the last column) is the sum over trees of the tree's expected value,
+``sum_l v_l * leaf_count_l / root_count``; a single-leaf tree only adds its value there.
+
+Per batch of rows: every internal node's decision is evaluated once, vectorised over all
+nodes of all trees, reproducing LightGBM 4's ``Tree::NumericalDecision`` and
+``Tree::CategoricalDecision`` (``include/LightGBM/tree.h``) and the C API's dense-row
+conversion, which drops values with ``|v| <= kZeroThreshold`` (they reach the trees as 0).
+Each leaf's mask comes from OR-ing the bits of the path features whose splits fail; the
+table entries are gathered and summed per feature.
+
+The trees are read from ``Booster.model_to_string()``, which writes thresholds and leaf
+values with 17 significant digits (exact double round trip) and honours ``best_iteration``
+the same way ``Booster.predict`` does by default. Dense ``float64`` input only: sparse input
+to LightGBM skips the zeroing of tiny values and may differ for them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.intp]
+
+K_ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float constant)
+MAX_TABLE_BYTES = 256 * 2**20
+MAX_PATH_FEATURES_LIMIT = 20
+_CHUNK_ELEMENTS = 1 << 20  # bounds the (rows x steps) work arrays of one batch chunk
+_MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """One tree of a LightGBM model string, in the arrays ``Tree`` holds in C++."""
+
+    split_feature: list[int]
+    threshold: list[float]
+    decision_type: list[int]
+    left_child: list[int]
+    right_child: list[int]
+    leaf_value: list[float]
+    leaf_count: list[int]
+    internal_count: list[int]
+    cat_boundaries: list[int]
+    cat_threshold: list[int]
+
+    def count(self, node: int) -> int:
+        return self.internal_count[node] if node >= 0 else self.leaf_count[~node]
+
+    def expected_value(self) -> float:
+        """``Tree::ExpectedValue``, summed in the same order."""
+        if len(self.leaf_value) == 1:
+            return self.leaf_value[0]
+        total = float(self.internal_count[0])
+        value = 0.0
+        for count, leaf_value in zip(self.leaf_count, self.leaf_value, strict=True):
+            value += (count / total) * leaf_value
+        return value
+
+
+@dataclass(frozen=True)
+class _Leaf:
+    value: float
+    steps: list[tuple[int, bool, int]]  # (global node id, goes left, feature slot)
+    features: list[int]  # slot -> feature index
+    zero_fraction: list[float]  # slot -> z
+
+
+def _parse_model(text: str) -> tuple[dict[str, str], list[_Tree]] | None:
+    """Header and trees of a model string; None for linear trees or malformed blocks."""
+    header: dict[str, str] = {}
+    blocks: list[dict[str, str]] = []
+    for line in text.splitlines():
+        if line.startswith("end of trees"):
+            break
+        if line.startswith("Tree="):
+            blocks.append({})
+            continue
+        key, _, value = line.partition("=")
+        (blocks[-1] if blocks else header)[key.strip()] = value.strip()
+
+    def ints(block: dict[str, str], key: str) -> list[int]:
+        return [int(t) for t in block.get(key, "").split()]
+
+    trees = []
+    for block in blocks:
+        if block.get("is_linear", "0") != "0" or "leaf_value" not in block:
+            return None
+        trees.append(
+            _Tree(
+                split_feature=ints(block, "split_feature"),
+                threshold=[float(t) for t in block.get("threshold", "").split()],
+                decision_type=ints(block, "decision_type"),
+                left_child=ints(block, "left_child"),
+                right_child=ints(block, "right_child"),
+                leaf_value=[float(t) for t in block["leaf_value"].split()],
+                leaf_count=ints(block, "leaf_count"),
+                internal_count=ints(block, "internal_count"),
+                cat_boundaries=ints(block, "cat_boundaries"),
+                cat_threshold=ints(block, "cat_threshold"),
+            )
+        )
+    return header, trees
+
+
+def _numeric_rule(threshold: float, decision_type: int) -> tuple[float, float, float, float]:
+    """(threshold, NaN substitute, flip interval lo, hi) making ``fmax(v, sub) <= threshold``,
+    flipped on ``[lo, hi]``, equal to LightGBM's decision on the raw value ``v``.
+
+    The C API turns ``|v| <= k`` (``k = kZeroThreshold``) into 0. For missing types None and
+    NaN, that only matters when ``-k <= threshold < k``; moving the threshold to ``k`` (0
+    goes left) or just below ``-k`` (0 goes right) reproduces it. For missing type Zero,
+    ``[-k, k]`` follows ``default_left``: the part of it where ``v <= threshold`` disagrees is
+    the flip interval. NaN becomes 0 unless the missing type is NaN; the substitute -inf
+    sends it left, NaN (compares false) right.
+    """
+    k = K_ZERO_THRESHOLD
+    missing = (decision_type >> 2) & 3
+    default_left = bool(decision_type & 2)
+    lo, hi = math.inf, -math.inf
+    if missing == _MISSING_ZERO:
+        nan_left = default_left
+        if default_left:
+            lo, hi = max(math.nextafter(threshold, math.inf), -k), k
+        else:
+            lo, hi = -k, min(threshold, k)
+    else:
+        zero_left = threshold >= 0.0
+        nan_left = default_left if missing == _MISSING_NAN else zero_left
+        if -k <= threshold < k:
+            threshold = k if zero_left else math.nextafter(-k, -math.inf)
+    return threshold, (-math.inf if nan_left else math.nan), lo, hi
+
+
+@dataclass(frozen=True)
+class _NodeDecisions:
+    """Every internal node of every tree, numeric nodes first, then categorical ones."""
+
+    num_feature: Ints
+    num_threshold: F64
+    nan_sub: F64
+    flip_nodes: Ints  # numeric nodes with a non-empty flip interval (missing type Zero)
+    flip_lo: F64
+    flip_hi: F64
+    cat_feature: Ints
+    cat_size: F64  # categories covered by the node's bitset; larger values go right
+    cat_offset: Ints  # position of category 0 in cat_table
+    cat_table: npt.NDArray[np.bool_]  # per node: [False, bit 0 .. bit size-1, False]
+
+    @classmethod
+    def build(cls, trees: list[_Tree]) -> tuple[_NodeDecisions, dict[tuple[int, int], int]]:
+        keys = [(t, i) for t, tree in enumerate(trees) for i in range(len(tree.split_feature))]
+        numeric = [(t, i) for t, i in keys if not trees[t].decision_type[i] & 1]
+        categorical = [(t, i) for t, i in keys if trees[t].decision_type[i] & 1]
+        rules = [_numeric_rule(trees[t].threshold[i], trees[t].decision_type[i]) for t, i in numeric]
+        flips = [j for j, r in enumerate(rules) if r[2] <= r[3]]
+        tables: list[list[bool]] = []
+        offsets, sizes = [], []
+        position = 1
+        for t, i in categorical:
+            tree = trees[t]
+            cat_idx = int(tree.threshold[i])
+            words = tree.cat_threshold[tree.cat_boundaries[cat_idx] : tree.cat_boundaries[cat_idx + 1]]
+            bits = [bool((w >> b) & 1) for w in words for b in range(32)]
+            tables.append([False, *bits, False])
+            offsets.append(position)
+            sizes.append(len(bits))
+            position += len(bits) + 2
+        decisions = cls(
+            num_feature=np.array([trees[t].split_feature[i] for t, i in numeric], dtype=np.intp),
+            num_threshold=np.array([r[0] for r in rules], dtype=np.float64),
+            nan_sub=np.array([r[1] for r in rules], dtype=np.float64),
+            flip_nodes=np.array(flips, dtype=np.intp),
+            flip_lo=np.array([rules[j][2] for j in flips], dtype=np.float64),
+            flip_hi=np.array([rules[j][3] for j in flips], dtype=np.float64),
+            cat_feature=np.array([trees[t].split_feature[i] for t, i in categorical], dtype=np.intp),
+            cat_size=np.array(sizes, dtype=np.float64),
+            cat_offset=np.array(offsets, dtype=np.intp),
+            cat_table=np.array([b for table in tables for b in table], dtype=np.bool_),
+        )
+        return decisions, {key: j for j, key in enumerate(numeric + categorical)}
+
+    def goes_left(self, x: F64) -> npt.NDArray[np.bool_]:
+        """(rows, nodes): whether each row goes left at each node."""
+        values = np.fmax(x.take(self.num_feature, axis=1), self.nan_sub)
+        left = values <= self.num_threshold
+        if self.flip_nodes.size:
+            flipped = values[:, self.flip_nodes]
+            left[:, self.flip_nodes] ^= (flipped >= self.flip_lo) & (flipped <= self.flip_hi)
+        if self.cat_feature.size:
+            # NaN and values >= size go to the False slot after the bitset, values <= -1 to
+            # the one before it; (-1, 0) truncates to category 0 as static_cast<int> does.
+            clipped = np.fmax(np.fmin(x.take(self.cat_feature, axis=1), self.cat_size), -1.0)
+            cat_left = self.cat_table.take(clipped.astype(np.intp) + self.cat_offset)
+            left = np.concatenate((left, cat_left), axis=1)
+        return left
+
+
+def _collect_leaves(tree: _Tree, node_id: dict[tuple[int, int], int], t: int) -> list[_Leaf]:
+    """Root-to-leaf paths with merged features and zero fractions (as LightGBM's TreeSHAP
+    multiplies them: this split's ratio times the incoming fraction)."""
+    leaves: list[_Leaf] = []
+    stack: list[tuple[int, _Leaf]] = [(0, _Leaf(0.0, [], [], []))]
+    while stack:
+        node, path = stack.pop()
+        if node < 0:
+            leaves.append(_Leaf(tree.leaf_value[~node], path.steps, path.features, path.zero_fraction))
+            continue
+        feature, parent = tree.split_feature[node], float(tree.count(node))
+        for child, is_left in ((tree.left_child[node], True), (tree.right_child[node], False)):
+            ratio = tree.count(child) / parent
+            features, zero = list(path.features), list(path.zero_fraction)
+            if feature in features:
+                slot = features.index(feature)
+                zero[slot] = ratio * zero[slot]
+            else:
+                slot = len(features)
+                features.append(feature)
+                zero.append(ratio)
+            steps = [*path.steps, (node_id[(t, node)], is_left, slot)]
+            stack.append((child, _Leaf(0.0, steps, features, zero)))
+    return leaves
+
+
+def shap_weight_tables(zero: F64, value: F64) -> F64:
+    """``table[l, i, mask] = v_l * (o_i - z_li) * G_l(mask, i)`` for leaves sharing ``m``.
+
+    ``zero`` is (leaves, m), ``value`` (leaves,); ``o_i`` is bit ``i`` of ``mask``.
+    """
+    n_leaves, m = zero.shape
+    n_masks = 1 << m
+    poly = np.zeros((n_leaves, n_masks, m + 1))  # e_k(z over the mask's features)
+    poly[:, 0, 0] = 1.0
+    inside = np.ones((n_leaves, n_masks))  # product of z over the mask's features
+    for b in range(m):
+        lo, hi = 1 << b, 2 << b
+        poly[:, lo:hi] = poly[:, :lo]
+        poly[:, lo:hi, 1:] += zero[:, b, None, None] * poly[:, :lo, :-1]
+        inside[:, lo:hi] = inside[:, :lo] * zero[:, b, None]
+    masks = np.arange(n_masks)
+    size = np.array([bin(mask).count("1") for mask in range(n_masks)])
+    weight = np.array([math.factorial(s) * math.factorial(m - s - 1) / math.factorial(m) for s in range(m)])
+    s = size[:, None] - np.arange(m + 1)[None, :]  # |S| = |A| - k for e_k
+    usable = (s >= 0) & (size[:, None] < m)
+    h = np.einsum("lak,ak->la", poly, np.where(usable, weight[np.clip(s, 0, m - 1)], 0.0))
+    bit = (1 << np.arange(m))[:, None]
+    outside = inside[:, (n_masks - 1) ^ (masks | bit)]  # prod z outside mask and i
+    g = outside * h[:, masks & ~bit]
+    one = ((masks & bit) != 0).astype(np.float64)
+    return np.asarray(value[:, None, None] * (one[None] - zero[:, :, None]) * g, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class _LeafTables:
+    """Path steps, per-leaf masks and the flat table of SHAP terms."""
+
+    step_node: Ints
+    fail_if_left: npt.NDArray[np.int32]  # the step's feature bit when going left fails it
+    fail_if_right: npt.NDArray[np.int32]
+    leaf_start: Ints
+    full_mask: npt.NDArray[np.int32]
+    pair_leaf: Ints  # one pair per (leaf, path feature), sorted by feature
+    pair_base: Ints  # table offset of (leaf, slot, mask 0)
+    feature_start: Ints
+    used_features: Ints
+    table: F64
+
+    @classmethod
+    def build(cls, leaves: list[_Leaf]) -> _LeafTables:
+        steps = [step for leaf in leaves for step in leaf.steps]
+        widths = np.array([len(leaf.features) for leaf in leaves], dtype=np.intp)
+        sizes = widths << widths  # m * 2^m entries per leaf
+        offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.intp)
+        table = np.empty(int(sizes.sum()), dtype=np.float64)
+        for m in np.unique(widths).tolist():
+            group = np.flatnonzero(widths == m)
+            chunk = max(1, (1 << 22) // ((m + 1) << m))
+            for start in range(0, group.size, chunk):
+                part = group[start : start + chunk]
+                zero = np.array([leaves[j].zero_fraction for j in part], dtype=np.float64)
+                value = np.array([leaves[j].value for j in part], dtype=np.float64)
+                blocks = shap_weight_tables(zero, value).reshape(part.size, -1)
+                table[(offsets[part][:, None] + np.arange(m << m)).ravel()] = blocks.ravel()
+        pair_leaf = np.repeat(np.arange(len(leaves)), widths)
+        slot = np.concatenate([np.arange(m) for m in widths.tolist()])
+        pair_feature = np.array([f for leaf in leaves for f in leaf.features], dtype=np.intp)
+        order = np.argsort(pair_feature, kind="stable")
+        used, first = np.unique(pair_feature[order], return_index=True)
+        return cls(
+            step_node=np.array([s[0] for s in steps], dtype=np.intp),
+            fail_if_left=np.array([0 if s[1] else 1 << s[2] for s in steps], dtype=np.int32),
+            fail_if_right=np.array([1 << s[2] if s[1] else 0 for s in steps], dtype=np.int32),
+            leaf_start=np.concatenate(([0], np.cumsum([len(lf.steps) for lf in leaves])[:-1])).astype(np.intp),
+            full_mask=((1 << widths) - 1).astype(np.int32),
+            pair_leaf=pair_leaf[order],
+            pair_base=(offsets[pair_leaf] + (slot << widths[pair_leaf]))[order],
+            feature_start=first.astype(np.intp),
+            used_features=used,
+            table=table,
+        )
+
+    def explain(self, left: npt.NDArray[np.bool_]) -> F64:
+        """(rows, used features) contributions given every node's decision."""
+        fails = np.where(left.take(self.step_node, axis=1), self.fail_if_left, self.fail_if_right)
+        satisfied = np.bitwise_or.reduceat(fails, self.leaf_start, axis=1) ^ self.full_mask
+        terms = self.table.take(satisfied.take(self.pair_leaf, axis=1) + self.pair_base)
+        return np.asarray(np.add.reduceat(terms, self.feature_start, axis=1), dtype=np.float64)
+
+
+class TreeShapExplainer:
+    """Exact ``pred_contrib`` of a LightGBM binary or regression model (see module docs)."""
+
+    def __init__(self, n_features: int, bias: float, decisions: _NodeDecisions, tables: _LeafTables | None) -> None:
+        self.n_features = n_features
+        self.bias = bias
+        self.decisions = decisions
+        self.tables = tables
+        steps = 0 if tables is None else max(tables.step_node.size, tables.pair_leaf.size)
+        self.chunk_rows = max(1, _CHUNK_ELEMENTS // max(steps, 1))
+
+    @property
+    def table_bytes(self) -> int:
+        return 0 if self.tables is None else int(self.tables.table.nbytes)
+
+    @classmethod
+    def from_booster(
+        cls, booster: Any, *, max_path_features: int = 12, max_table_bytes: int = MAX_TABLE_BYTES
+    ) -> TreeShapExplainer | None:
+        """Precompute the tables; None when the model is not one this class reproduces exactly
+        (multiclass, random-forest averaging, linear trees, empty nodes, a path with more than
+        ``max_path_features`` distinct features, or tables above ``max_table_bytes``)."""
+        if not 1 <= max_path_features <= MAX_PATH_FEATURES_LIMIT:
+            raise ValueError(
+                "The 'max_path_features' parameter of TreeShapExplainer.from_booster must be an "
+                f"int in [1, {MAX_PATH_FEATURES_LIMIT}]. Got {max_path_features!r} instead."
+            )
+        parsed = _parse_model(booster.model_to_string())
+        if parsed is None:
+            return None
+        header, trees = parsed
+        single_output = header.get("num_class") == "1" and header.get("num_tree_per_iteration") == "1"
+        if not single_output or "average_output" in header:
+            return None
+        if any(min(tree.leaf_count + tree.internal_count) <= 0 for tree in trees if tree.split_feature):
+            return None
+        if any((d >> 2) & 3 > _MISSING_NAN for tree in trees for d in tree.decision_type):
+            return None
+        bias = 0.0
+        for tree in trees:
+            bias += tree.expected_value()
+        decisions, node_id = _NodeDecisions.build(trees)
+        leaves = [leaf for t, tree in enumerate(trees) if tree.split_feature for leaf in _collect_leaves(tree, node_id, t)]
+        widths = [len(leaf.features) for leaf in leaves]
+        if widths and max(widths) > max_path_features:
+            return None
+        if 8 * sum(m << m for m in widths) > max_table_bytes:
+            return None
+        tables = _LeafTables.build(leaves) if leaves else None
+        return cls(int(header["max_feature_idx"]) + 1, bias, decisions, tables)
+
+    def contributions(self, x: F64) -> F64:
+        """(rows, n_features + 1) contributions, the last column the bias, as ``pred_contrib``."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(
+                f"The 'x' parameter of TreeShapExplainer.contributions must be a 2-d array with "
+                f"{self.n_features} columns. Got shape {x.shape} instead."
+            )
+        out = np.zeros((x.shape[0], self.n_features + 1), dtype=np.float64)
+        out[:, -1] = self.bias
+        if self.tables is None:
+            return out
+        for start in range(0, x.shape[0], self.chunk_rows):
+            rows = slice(start, start + self.chunk_rows)
+            left = self.decisions.goes_left(x[rows])
+            out[rows, self.tables.used_features] = self.tables.explain(left)
+        return out
