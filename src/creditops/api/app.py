@@ -95,8 +95,9 @@ class EdgeMiddleware:
         route = scope.get("route")
         path = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "")
-        self.metrics.requests.labels(path, method, str(status)).inc()
-        self.metrics.request_seconds.labels(path, method).observe(time.perf_counter() - started)
+        m = self.metrics
+        m.child(m.requests, path, method, str(status)).inc()
+        m.child(m.request_seconds, path, method).observe(time.perf_counter() - started)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -88,9 +88,9 @@ class ApiState:
     def observe_decisions(self, results: Sequence[DecisionResult]) -> None:
         m = self.metrics
         for r in results:
-            m.predictions.labels(r.model_name, r.model_version, r.decision).inc()
-            m.pd.labels(r.model_name).observe(r.pd)
-            m.score.labels(r.model_name).observe(r.score)
+            m.child(m.predictions, r.model_name, r.model_version, r.decision).inc()
+            m.child(m.pd, r.model_name).observe(r.pd)
+            m.child(m.score, r.model_name).observe(r.score)
             window = self._recent.setdefault(r.model_name, deque(maxlen=APPROVAL_WINDOW))
             approved = r.decision == "approve"
             # keep a running count instead of summing the window on every request
@@ -101,4 +101,4 @@ class ApiState:
             window.append(approved)
         for name in {r.model_name for r in results}:
             window = self._recent[name]
-            m.approval_rate.labels(name).set(self._approved[name] / len(window))
+            m.child(m.approval_rate, name).set(self._approved[name] / len(window))

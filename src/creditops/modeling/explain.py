@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +52,16 @@ class ReasonFamilies:
             membership[member_cols, k] = 1.0
         return cls(codes=codes, membership=membership, members=members)
 
+    @cached_property
+    def member_matrix(self) -> npt.NDArray[np.int64]:
+        """(n_codes, most members) feature indices, padded with n_features (a -inf column)."""
+        n_features = self.membership.shape[0]
+        width = max((len(cols) for cols in self.members), default=1)
+        matrix = np.full((len(self.members), width), n_features, dtype=np.int64)
+        for k, cols in enumerate(self.members):
+            matrix[k, : len(cols)] = cols
+        return matrix
+
 
 @dataclass(frozen=True)
 class PrincipalReasons:
@@ -73,20 +84,21 @@ def principal_reasons(
         empty = np.full((n, max_reasons), -1, dtype=np.int64)
         return PrincipalReasons(empty, empty.copy(), np.zeros((n, max_reasons)))
     family_total = contributions @ families.membership  # (n, m)
-    top_member = np.empty((n, m), dtype=np.int64)
-    for k, cols in enumerate(families.members):
-        top_member[:, k] = cols[np.argmax(contributions[:, cols], axis=1)]
+    # Each family's largest member, for all families at once: members padded with a
+    # column of -inf that never wins (np.argmax keeps the first of ties, as a loop would).
+    padded = np.concatenate([contributions, np.full((n, 1), -np.inf)], axis=1)
+    member_matrix = families.member_matrix
+    best = np.argmax(padded[:, member_matrix], axis=2)  # (n, m)
+    top_member = member_matrix[np.arange(m), best]
     take = min(max_reasons, m)
     order = np.argsort(-family_total, axis=1, kind="stable")[:, :take]
-    values = np.take_along_axis(family_total, order, axis=1)
-    features = np.take_along_axis(top_member, order, axis=1)
+    rows = np.arange(n)[:, None]
+    values = family_total[rows, order]
     positive = values > 0.0
-    code_index = np.where(positive, order, -1)
-    feature_index = np.where(positive, features, -1)
-    values = np.where(positive, values, 0.0)
-    if take < max_reasons:
-        pad = max_reasons - take
-        code_index = np.pad(code_index, ((0, 0), (0, pad)), constant_values=-1)
-        feature_index = np.pad(feature_index, ((0, 0), (0, pad)), constant_values=-1)
-        values = np.pad(values, ((0, 0), (0, pad)), constant_values=0.0)
-    return PrincipalReasons(code_index, feature_index, values)
+    code_index = np.full((n, max_reasons), -1, dtype=np.int64)
+    feature_index = np.full((n, max_reasons), -1, dtype=np.int64)
+    totals = np.zeros((n, max_reasons), dtype=np.float64)
+    code_index[:, :take] = np.where(positive, order, -1)
+    feature_index[:, :take] = np.where(positive, top_member[rows, order], -1)
+    totals[:, :take] = np.where(positive, values, 0.0)
+    return PrincipalReasons(code_index, feature_index, totals)

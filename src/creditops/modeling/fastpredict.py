@@ -44,6 +44,16 @@ def _library() -> Any | None:
     return lib
 
 
+def _gil_holding(lib: Any) -> Any:
+    """The same library, called WITHOUT releasing the GIL (``ctypes.PyDLL``).
+
+    A ctypes call through a ``CDLL`` releases the GIL and must take it back afterwards; when
+    another thread (the decision-log writer) took it meanwhile, a 5 us prediction waits for
+    that thread. The single-row call is far shorter than a GIL hand-off, so it keeps the GIL.
+    """
+    return ctypes.PyDLL(lib._name, handle=lib._handle)
+
+
 def _free(lib: Any, handle: ctypes.c_void_p) -> None:
     lib.LGBM_FastConfigFree(handle)
 
@@ -53,6 +63,7 @@ class SingleRowPredictor:
 
     def __init__(self, lib: Any, booster: lgb.Booster, handle: ctypes.c_void_p) -> None:
         self._lib = lib
+        self._predict = _gil_holding(lib).LGBM_BoosterPredictForMatSingleRowFast
         self._booster = booster  # keeps the booster (and its C handle) alive
         self._handle = handle
         self._width = booster.num_feature()
@@ -93,7 +104,7 @@ class SingleRowPredictor:
         if data.shape[0] != self._width:
             raise ValueError(f"expected {self._width} features, got {data.shape[0]}")
         with self._lock:
-            status = self._lib.LGBM_BoosterPredictForMatSingleRowFast(
+            status = self._predict(
                 self._handle,
                 data.ctypes.data_as(ctypes.c_void_p),
                 ctypes.byref(self._out_len),
