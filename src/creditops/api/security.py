@@ -9,6 +9,7 @@ Lookups are cached for a few seconds per process, so a revoked key stops working
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,9 @@ class Authenticator:
         self.enabled = enabled
         self._ttl = cache_ttl_s
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        # One database lookup per key at a time: when a cached entry expires under load,
+        # the concurrent requests presenting that key share the one refresh.
+        self._inflight: dict[str, asyncio.Future[Principal | None]] = {}
         if not enabled:
             log.warning(
                 "API authentication is DISABLED (CREDITOPS_SERVE__AUTH_ENABLED=false): "
@@ -65,12 +69,37 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             found = cached[1]
         else:
-            found = await run_in_threadpool(self._lookup, digest)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now + self._ttl, found)
+            found = await self._refresh(digest, now)
         if found is None:
             raise ApiProblemError(401, "unauthorized", "The API key is not valid.")
+        return found
+
+    async def _refresh(self, digest: str, now: float) -> Principal | None:
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this request itself was cancelled
+                # the request doing the lookup was cancelled: look up ourselves
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            found = await run_in_threadpool(self._lookup, digest)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        finally:
+            del self._inflight[digest]
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self._ttl, found)
+        future.set_result(found)
         return found
 
     def forget(self) -> None:
