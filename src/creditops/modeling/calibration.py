@@ -35,10 +35,15 @@ class Calibrator:
     slope: float = 1.0
     intercept: float = 0.0
 
+    def __post_init__(self) -> None:
+        # np.interp would convert the breakpoint lists on every call (once per request).
+        self._x = np.asarray(self.x_thresholds, dtype=np.float64)
+        self._y = np.asarray(self.y_thresholds, dtype=np.float64)
+
     def predict(self, margin: npt.ArrayLike) -> npt.NDArray[np.float64]:
         m = np.asarray(margin, dtype=np.float64)
         if self.method == "isotonic":
-            pd = np.interp(m, self.x_thresholds, self.y_thresholds)
+            pd = np.interp(m, self._x, self._y)
         else:
             z = self.slope * m + self.intercept
             pd = 0.5 * (1.0 + np.tanh(0.5 * z))  # numerically stable sigmoid
