@@ -33,8 +33,9 @@ Per batch of rows: every internal node's decision is evaluated once, vectorised 
 nodes of all trees, reproducing LightGBM 4's ``Tree::NumericalDecision`` and
 ``Tree::CategoricalDecision`` (``include/LightGBM/tree.h``) and the C API's dense-row
 conversion, which drops values with ``|v| <= kZeroThreshold`` (they reach the trees as 0).
-Each leaf's mask comes from OR-ing the bits of the path features whose splits fail; the
-table entries are gathered and summed per feature.
+A feature split more than once on a path gets one AND-ed condition. The ``o_j`` bits of all
+leaves are packed into one bit string per row, each leaf's mask is read from it with a
+shift, and the table entries are gathered and summed per feature.
 
 The trees are read from ``Booster.model_to_string()``, which writes thresholds and leaf
 values with 17 significant digits (exact double round trip) and honours ``best_iteration``
@@ -45,9 +46,10 @@ to LightGBM skips the zeroing of tiny values and may differ for them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, cast
 
+import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
@@ -57,8 +59,8 @@ Ints = npt.NDArray[np.intp]
 K_ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float constant)
 MAX_TABLE_BYTES = 256 * 2**20
 MAX_PATH_FEATURES_LIMIT = 20
-_CHUNK_ELEMENTS = 1 << 20  # bounds the (rows x steps) work arrays of one batch chunk
-_MISSING_NONE, _MISSING_ZERO, _MISSING_NAN = 0, 1, 2
+_CHUNK_ELEMENTS = 1 << 18  # (rows x bits) per batch chunk: bounds memory, stays in cache
+_MISSING_ZERO, _MISSING_NAN = 1, 2  # missing types; 0 is None
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,9 @@ class _Tree:
 
     def expected_value(self) -> float:
         """``Tree::ExpectedValue``, summed in the same order."""
-        if len(self.leaf_value) == 1:
+        if not self.split_feature:
             return self.leaf_value[0]
-        total = float(self.internal_count[0])
-        value = 0.0
+        total, value = float(self.internal_count[0]), 0.0
         for count, leaf_value in zip(self.leaf_count, self.leaf_value, strict=True):
             value += (count / total) * leaf_value
         return value
@@ -93,13 +94,13 @@ class _Tree:
 @dataclass(frozen=True)
 class _Leaf:
     value: float
-    steps: list[tuple[int, bool, int]]  # (global node id, goes left, feature slot)
+    conditions: list[int]  # slot -> condition the row must meet for o = 1
     features: list[int]  # slot -> feature index
     zero_fraction: list[float]  # slot -> z
 
 
 def _parse_model(text: str) -> tuple[dict[str, str], list[_Tree]] | None:
-    """Header and trees of a model string; None for linear trees or malformed blocks."""
+    """Header and trees of a model string; None if a tree is linear or lacks a field."""
     header: dict[str, str] = {}
     blocks: list[dict[str, str]] = []
     for line in text.splitlines():
@@ -110,29 +111,35 @@ def _parse_model(text: str) -> tuple[dict[str, str], list[_Tree]] | None:
             continue
         key, _, value = line.partition("=")
         (blocks[-1] if blocks else header)[key.strip()] = value.strip()
-
-    def ints(block: dict[str, str], key: str) -> list[int]:
-        return [int(t) for t in block.get(key, "").split()]
-
     trees = []
     for block in blocks:
-        if block.get("is_linear", "0") != "0" or "leaf_value" not in block:
+        if block.get("is_linear") != "0" or "leaf_value" not in block:
             return None
-        trees.append(
-            _Tree(
-                split_feature=ints(block, "split_feature"),
-                threshold=[float(t) for t in block.get("threshold", "").split()],
-                decision_type=ints(block, "decision_type"),
-                left_child=ints(block, "left_child"),
-                right_child=ints(block, "right_child"),
-                leaf_value=[float(t) for t in block["leaf_value"].split()],
-                leaf_count=ints(block, "leaf_count"),
-                internal_count=ints(block, "internal_count"),
-                cat_boundaries=ints(block, "cat_boundaries"),
-                cat_threshold=ints(block, "cat_threshold"),
-            )
-        )
+        parsed = {
+            f.name: [
+                float(t) if f.type == "list[float]" else int(t)
+                for t in block.get(f.name, "").split()
+            ]
+            for f in fields(_Tree)
+        }
+        trees.append(_Tree(**cast(dict[str, Any], parsed)))
     return header, trees
+
+
+def _is_supported(header: dict[str, str], trees: list[_Tree]) -> bool:
+    """One output per row, no averaging, known missing types, every node with data."""
+    if header.get("num_class") != "1" or header.get("num_tree_per_iteration") != "1":
+        return False
+    if "average_output" in header or "max_feature_idx" not in header:
+        return False
+    return all(
+        not tree.split_feature
+        or (
+            min(tree.leaf_count + tree.internal_count) > 0
+            and max(tree.decision_type) >> 2 <= _MISSING_NAN
+        )
+        for tree in trees
+    )
 
 
 def _numeric_rule(threshold: float, decision_type: int) -> tuple[float, float, float, float]:
@@ -147,8 +154,7 @@ def _numeric_rule(threshold: float, decision_type: int) -> tuple[float, float, f
     sends it left, NaN (compares false) right.
     """
     k = K_ZERO_THRESHOLD
-    missing = (decision_type >> 2) & 3
-    default_left = bool(decision_type & 2)
+    missing, default_left = (decision_type >> 2) & 3, bool(decision_type & 2)
     lo, hi = math.inf, -math.inf
     if missing == _MISSING_ZERO:
         nan_left = default_left
@@ -184,38 +190,43 @@ class _NodeDecisions:
         keys = [(t, i) for t, tree in enumerate(trees) for i in range(len(tree.split_feature))]
         numeric = [(t, i) for t, i in keys if not trees[t].decision_type[i] & 1]
         categorical = [(t, i) for t, i in keys if trees[t].decision_type[i] & 1]
-        rules = [_numeric_rule(trees[t].threshold[i], trees[t].decision_type[i]) for t, i in numeric]
-        flips = [j for j, r in enumerate(rules) if r[2] <= r[3]]
-        tables: list[list[bool]] = []
-        offsets, sizes = [], []
-        position = 1
+        rules = [
+            _numeric_rule(trees[t].threshold[i], trees[t].decision_type[i]) for t, i in numeric
+        ]
+        threshold, nan_sub, lo, hi = np.array(rules, dtype=np.float64).reshape(-1, 4).T
+        flips = np.flatnonzero(lo <= hi)
+        bitsets = []
         for t, i in categorical:
-            tree = trees[t]
-            cat_idx = int(tree.threshold[i])
-            words = tree.cat_threshold[tree.cat_boundaries[cat_idx] : tree.cat_boundaries[cat_idx + 1]]
-            bits = [bool((w >> b) & 1) for w in words for b in range(32)]
-            tables.append([False, *bits, False])
-            offsets.append(position)
-            sizes.append(len(bits))
-            position += len(bits) + 2
+            bounds, cat_idx = trees[t].cat_boundaries, int(trees[t].threshold[i])
+            words = np.array(trees[t].cat_threshold[bounds[cat_idx] : bounds[cat_idx + 1]], "<u4")
+            bitsets.append(np.unpackbits(words.view(np.uint8), bitorder="little").astype(np.bool_))
+        sizes = np.array([b.size for b in bitsets], dtype=np.intp)
+        padded = [np.concatenate(([False], b, [False])) for b in bitsets]
         decisions = cls(
             num_feature=np.array([trees[t].split_feature[i] for t, i in numeric], dtype=np.intp),
-            num_threshold=np.array([r[0] for r in rules], dtype=np.float64),
-            nan_sub=np.array([r[1] for r in rules], dtype=np.float64),
-            flip_nodes=np.array(flips, dtype=np.intp),
-            flip_lo=np.array([rules[j][2] for j in flips], dtype=np.float64),
-            flip_hi=np.array([rules[j][3] for j in flips], dtype=np.float64),
-            cat_feature=np.array([trees[t].split_feature[i] for t, i in categorical], dtype=np.intp),
-            cat_size=np.array(sizes, dtype=np.float64),
-            cat_offset=np.array(offsets, dtype=np.intp),
-            cat_table=np.array([b for table in tables for b in table], dtype=np.bool_),
+            num_threshold=threshold,
+            nan_sub=nan_sub,
+            flip_nodes=flips,
+            flip_lo=lo[flips],
+            flip_hi=hi[flips],
+            cat_feature=np.array([trees[t].split_feature[i] for t, i in categorical], np.intp),
+            cat_size=sizes.astype(np.float64),
+            cat_offset=np.cumsum(sizes + 2) - sizes - 1,
+            cat_table=np.concatenate([np.zeros(0, np.bool_), *padded]),
         )
         return decisions, {key: j for j, key in enumerate(numeric + categorical)}
 
-    def goes_left(self, x: F64) -> npt.NDArray[np.bool_]:
-        """(rows, nodes): whether each row goes left at each node."""
+    @property
+    def n_nodes(self) -> int:
+        return int(self.num_feature.size + self.cat_feature.size)
+
+    def fill(self, x: F64, conditions: npt.NDArray[np.bool_]) -> None:
+        """Write "goes left" at each node to column ``node`` of ``conditions`` and "goes
+        right" to column ``n_nodes + node``, for every row of ``x``."""
+        n_num, n_nodes = self.num_feature.size, self.n_nodes
         values = np.fmax(x.take(self.num_feature, axis=1), self.nan_sub)
-        left = values <= self.num_threshold
+        left = conditions[:, :n_num]
+        np.less_equal(values, self.num_threshold, out=left)
         if self.flip_nodes.size:
             flipped = values[:, self.flip_nodes]
             left[:, self.flip_nodes] ^= (flipped >= self.flip_lo) & (flipped <= self.flip_hi)
@@ -223,34 +234,71 @@ class _NodeDecisions:
             # NaN and values >= size go to the False slot after the bitset, values <= -1 to
             # the one before it; (-1, 0) truncates to category 0 as static_cast<int> does.
             clipped = np.fmax(np.fmin(x.take(self.cat_feature, axis=1), self.cat_size), -1.0)
-            cat_left = self.cat_table.take(clipped.astype(np.intp) + self.cat_offset)
-            left = np.concatenate((left, cat_left), axis=1)
-        return left
+            index = clipped.astype(np.intp) + self.cat_offset
+            conditions[:, n_num:n_nodes] = self.cat_table.take(index)
+        np.logical_not(conditions[:, :n_nodes], out=conditions[:, n_nodes : 2 * n_nodes])
 
 
-def _collect_leaves(tree: _Tree, node_id: dict[tuple[int, int], int], t: int) -> list[_Leaf]:
-    """Root-to-leaf paths with merged features and zero fractions (as LightGBM's TreeSHAP
-    multiplies them: this split's ratio times the incoming fraction)."""
+class _Conjunctions:
+    """Conditions after the 2 * n_nodes node sides: ANDs of two earlier conditions, for paths
+    that split on one feature more than once (``o_j`` needs every such split met)."""
+
+    def __init__(self, n_nodes: int) -> None:
+        self.base = 2 * n_nodes
+        self.operands: list[tuple[int, int]] = []
+        self.level: list[int] = []
+
+    def conjoin(self, a: int, b: int) -> int:
+        self.operands.append((a, b))
+        self.level.append(
+            1 + max(self.level[c - self.base] if c >= self.base else 0 for c in (a, b))
+        )
+        return self.base + len(self.operands) - 1
+
+    def by_level(self) -> tuple[Ints, list[tuple[int, int, Ints, Ints]]]:
+        """A renumbering of conditions that makes each level contiguous, and per level
+        (start, stop, a, b) in new numbers; a level only reads lower ones."""
+        level = np.array(self.level, dtype=np.intp)
+        order = np.argsort(level, kind="stable")
+        renumber = np.arange(self.base + level.size)
+        renumber[self.base + order] = self.base + np.arange(level.size)
+        operands = renumber[np.array(self.operands, dtype=np.intp).reshape(-1, 2)[order]]
+        stops = np.cumsum(np.unique(level, return_counts=True)[1]).tolist()
+        starts = [0, *stops[:-1]]
+        return renumber, [
+            (self.base + i, self.base + j, operands[i:j, 0], operands[i:j, 1])
+            for i, j in zip(starts, stops, strict=True)
+        ]
+
+
+def _collect_leaves(
+    tree: _Tree, t: int, node_id: dict[tuple[int, int], int], ands: _Conjunctions
+) -> list[_Leaf]:
+    """Root-to-leaf paths with merged features and zero fractions, multiplied as LightGBM's
+    TreeSHAP does (this split's ratio times the incoming fraction)."""
     leaves: list[_Leaf] = []
     stack: list[tuple[int, _Leaf]] = [(0, _Leaf(0.0, [], [], []))]
     while stack:
         node, path = stack.pop()
         if node < 0:
-            leaves.append(_Leaf(tree.leaf_value[~node], path.steps, path.features, path.zero_fraction))
+            leaves.append(replace(path, value=tree.leaf_value[~node]))
             continue
-        feature, parent = tree.split_feature[node], float(tree.count(node))
-        for child, is_left in ((tree.left_child[node], True), (tree.right_child[node], False)):
+        feature, parent, j = tree.split_feature[node], float(tree.count(node)), node_id[(t, node)]
+        for child, side in (
+            (tree.left_child[node], j),
+            (tree.right_child[node], ands.base // 2 + j),
+        ):
             ratio = tree.count(child) / parent
-            features, zero = list(path.features), list(path.zero_fraction)
+            conditions, features, zero = [*path.conditions], [*path.features], [*path.zero_fraction]
             if feature in features:
                 slot = features.index(feature)
                 zero[slot] = ratio * zero[slot]
+                conditions[slot] = ands.conjoin(conditions[slot], side)
             else:
-                slot = len(features)
+                conditions.append(side)
                 features.append(feature)
                 zero.append(ratio)
-            steps = [*path.steps, (node_id[(t, node)], is_left, slot)]
-            stack.append((child, _Leaf(0.0, steps, features, zero)))
+            stack.append((child, _Leaf(0.0, conditions, features, zero)))
     return leaves
 
 
@@ -271,7 +319,9 @@ def shap_weight_tables(zero: F64, value: F64) -> F64:
         inside[:, lo:hi] = inside[:, :lo] * zero[:, b, None]
     masks = np.arange(n_masks)
     size = np.array([bin(mask).count("1") for mask in range(n_masks)])
-    weight = np.array([math.factorial(s) * math.factorial(m - s - 1) / math.factorial(m) for s in range(m)])
+    weight = np.array(
+        [math.factorial(s) * math.factorial(m - s - 1) / math.factorial(m) for s in range(m)]
+    )
     s = size[:, None] - np.arange(m + 1)[None, :]  # |S| = |A| - k for e_k
     usable = (s >= 0) & (size[:, None] < m)
     h = np.einsum("lak,ak->la", poly, np.where(usable, weight[np.clip(s, 0, m - 1)], 0.0))
@@ -282,15 +332,35 @@ def shap_weight_tables(zero: F64, value: F64) -> F64:
     return np.asarray(value[:, None, None] * (one[None] - zero[:, :, None]) * g, dtype=np.float64)
 
 
+def _fill_tables(leaves: list[_Leaf], widths: Ints, offsets: Ints) -> F64:
+    """All leaves' tables in one flat array, built per path width in bounded chunks."""
+    table = np.empty(int((widths << widths).sum()), dtype=np.float64)
+    for m in np.unique(widths).tolist():
+        group = np.flatnonzero(widths == m)
+        chunk = max(1, (1 << 22) // ((m + 1) << m))
+        for start in range(0, group.size, chunk):
+            part = group[start : start + chunk]
+            zero = np.array([leaves[j].zero_fraction for j in part], dtype=np.float64)
+            value = np.array([leaves[j].value for j in part], dtype=np.float64)
+            blocks = shap_weight_tables(zero, value).reshape(part.size, -1)
+            table[(offsets[part][:, None] + np.arange(m << m)).ravel()] = blocks.ravel()
+    return table
+
+
 @dataclass(frozen=True)
 class _LeafTables:
-    """Path steps, per-leaf masks and the flat table of SHAP terms."""
+    """Per-leaf masks and the flat table of SHAP terms.
 
-    step_node: Ints
-    fail_if_left: npt.NDArray[np.int32]  # the step's feature bit when going left fails it
-    fail_if_right: npt.NDArray[np.int32]
-    leaf_start: Ints
-    full_mask: npt.NDArray[np.int32]
+    Leaf ``l``'s ``m`` path-feature conditions occupy bits ``[q_l, q_l + m)`` of one packed
+    bit string per row; its mask is a little-endian 32-bit read at byte ``q_l // 8``, shifted
+    right by ``q_l % 8`` and cut to ``m`` bits (``m + 7 <= 32``).
+    """
+
+    levels: list[tuple[int, int, Ints, Ints]]  # conjunctions, level by level
+    bit_condition: Ints  # condition behind each bit, plus 32 bits of padding
+    leaf_byte: Ints
+    leaf_shift: npt.NDArray[np.int64]
+    full_mask: npt.NDArray[np.int64]
     pair_leaf: Ints  # one pair per (leaf, path feature), sorted by feature
     pair_base: Ints  # table offset of (leaf, slot, mask 0)
     feature_start: Ints
@@ -298,57 +368,55 @@ class _LeafTables:
     table: F64
 
     @classmethod
-    def build(cls, leaves: list[_Leaf]) -> _LeafTables:
-        steps = [step for leaf in leaves for step in leaf.steps]
+    def build(
+        cls, leaves: list[_Leaf], renumber: Ints, levels: list[tuple[int, int, Ints, Ints]]
+    ) -> _LeafTables:
         widths = np.array([len(leaf.features) for leaf in leaves], dtype=np.intp)
         sizes = widths << widths  # m * 2^m entries per leaf
         offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.intp)
-        table = np.empty(int(sizes.sum()), dtype=np.float64)
-        for m in np.unique(widths).tolist():
-            group = np.flatnonzero(widths == m)
-            chunk = max(1, (1 << 22) // ((m + 1) << m))
-            for start in range(0, group.size, chunk):
-                part = group[start : start + chunk]
-                zero = np.array([leaves[j].zero_fraction for j in part], dtype=np.float64)
-                value = np.array([leaves[j].value for j in part], dtype=np.float64)
-                blocks = shap_weight_tables(zero, value).reshape(part.size, -1)
-                table[(offsets[part][:, None] + np.arange(m << m)).ravel()] = blocks.ravel()
+        first_bit = np.concatenate(([0], np.cumsum(widths)[:-1])).astype(np.int64)
         pair_leaf = np.repeat(np.arange(len(leaves)), widths)
         slot = np.concatenate([np.arange(m) for m in widths.tolist()])
         pair_feature = np.array([f for leaf in leaves for f in leaf.features], dtype=np.intp)
         order = np.argsort(pair_feature, kind="stable")
         used, first = np.unique(pair_feature[order], return_index=True)
+        bits = [c for leaf in leaves for c in leaf.conditions] + [0] * 32
         return cls(
-            step_node=np.array([s[0] for s in steps], dtype=np.intp),
-            fail_if_left=np.array([0 if s[1] else 1 << s[2] for s in steps], dtype=np.int32),
-            fail_if_right=np.array([1 << s[2] if s[1] else 0 for s in steps], dtype=np.int32),
-            leaf_start=np.concatenate(([0], np.cumsum([len(lf.steps) for lf in leaves])[:-1])).astype(np.intp),
-            full_mask=((1 << widths) - 1).astype(np.int32),
+            levels=levels,
+            bit_condition=renumber[np.array(bits, dtype=np.intp)],
+            leaf_byte=(first_bit >> 3).astype(np.intp),
+            leaf_shift=first_bit & 7,
+            full_mask=(np.int64(1) << widths.astype(np.int64)) - 1,
             pair_leaf=pair_leaf[order],
             pair_base=(offsets[pair_leaf] + (slot << widths[pair_leaf]))[order],
             feature_start=first.astype(np.intp),
             used_features=used,
-            table=table,
+            table=_fill_tables(leaves, widths, offsets),
         )
 
-    def explain(self, left: npt.NDArray[np.bool_]) -> F64:
-        """(rows, used features) contributions given every node's decision."""
-        fails = np.where(left.take(self.step_node, axis=1), self.fail_if_left, self.fail_if_right)
-        satisfied = np.bitwise_or.reduceat(fails, self.leaf_start, axis=1) ^ self.full_mask
-        terms = self.table.take(satisfied.take(self.pair_leaf, axis=1) + self.pair_base)
+    def explain(self, conditions: npt.NDArray[np.bool_]) -> F64:
+        """(rows, used features) contributions given the node sides filled in ``conditions``."""
+        for start, stop, a, b in self.levels:
+            out = conditions[:, start:stop]
+            np.logical_and(conditions.take(a, axis=1), conditions.take(b, axis=1), out=out)
+        packed = np.packbits(conditions.take(self.bit_condition, axis=1), axis=1, bitorder="little")
+        n_rows, n_bytes = packed.shape
+        words = np.ndarray((n_rows, n_bytes - 3), dtype="<u4", buffer=packed, strides=(n_bytes, 1))
+        masks = (words.take(self.leaf_byte, axis=1) >> self.leaf_shift) & self.full_mask
+        terms = self.table.take(masks.take(self.pair_leaf, axis=1) + self.pair_base)
         return np.asarray(np.add.reduceat(terms, self.feature_start, axis=1), dtype=np.float64)
 
 
+@dataclass(frozen=True)
 class TreeShapExplainer:
     """Exact ``pred_contrib`` of a LightGBM binary or regression model (see module docs)."""
 
-    def __init__(self, n_features: int, bias: float, decisions: _NodeDecisions, tables: _LeafTables | None) -> None:
-        self.n_features = n_features
-        self.bias = bias
-        self.decisions = decisions
-        self.tables = tables
-        steps = 0 if tables is None else max(tables.step_node.size, tables.pair_leaf.size)
-        self.chunk_rows = max(1, _CHUNK_ELEMENTS // max(steps, 1))
+    n_features: int
+    bias: float
+    decisions: _NodeDecisions
+    tables: _LeafTables | None  # None when every tree is a single leaf
+    n_conditions: int
+    chunk_rows: int
 
     @property
     def table_bytes(self) -> int:
@@ -356,7 +424,11 @@ class TreeShapExplainer:
 
     @classmethod
     def from_booster(
-        cls, booster: Any, *, max_path_features: int = 12, max_table_bytes: int = MAX_TABLE_BYTES
+        cls,
+        booster: lgb.Booster,
+        *,
+        max_path_features: int = 12,
+        max_table_bytes: int = MAX_TABLE_BYTES,
     ) -> TreeShapExplainer | None:
         """Precompute the tables; None when the model is not one this class reproduces exactly
         (multiclass, random-forest averaging, linear trees, empty nodes, a path with more than
@@ -367,35 +439,40 @@ class TreeShapExplainer:
                 f"int in [1, {MAX_PATH_FEATURES_LIMIT}]. Got {max_path_features!r} instead."
             )
         parsed = _parse_model(booster.model_to_string())
-        if parsed is None:
+        if parsed is None or not _is_supported(*parsed):
             return None
         header, trees = parsed
-        single_output = header.get("num_class") == "1" and header.get("num_tree_per_iteration") == "1"
-        if not single_output or "average_output" in header:
-            return None
-        if any(min(tree.leaf_count + tree.internal_count) <= 0 for tree in trees if tree.split_feature):
-            return None
-        if any((d >> 2) & 3 > _MISSING_NAN for tree in trees for d in tree.decision_type):
-            return None
         bias = 0.0
         for tree in trees:
             bias += tree.expected_value()
         decisions, node_id = _NodeDecisions.build(trees)
-        leaves = [leaf for t, tree in enumerate(trees) if tree.split_feature for leaf in _collect_leaves(tree, node_id, t)]
+        ands = _Conjunctions(decisions.n_nodes)
+        leaves = [
+            leaf
+            for t, tree in enumerate(trees)
+            if tree.split_feature
+            for leaf in _collect_leaves(tree, t, node_id, ands)
+        ]
         widths = [len(leaf.features) for leaf in leaves]
-        if widths and max(widths) > max_path_features:
+        if (
+            max(widths, default=0) > max_path_features
+            or 8 * sum(m << m for m in widths) > max_table_bytes
+        ):
             return None
-        if 8 * sum(m << m for m in widths) > max_table_bytes:
-            return None
-        tables = _LeafTables.build(leaves) if leaves else None
-        return cls(int(header["max_feature_idx"]) + 1, bias, decisions, tables)
+        tables = _LeafTables.build(leaves, *ands.by_level()) if leaves else None
+        width = 1 if tables is None else max(tables.bit_condition.size, tables.pair_leaf.size)
+        n_features = int(header["max_feature_idx"]) + 1
+        n_conditions = decisions.n_nodes * 2 + len(ands.operands)
+        return cls(
+            n_features, bias, decisions, tables, n_conditions, max(1, _CHUNK_ELEMENTS // width)
+        )
 
     def contributions(self, x: F64) -> F64:
         """(rows, n_features + 1) contributions, the last column the bias, as ``pred_contrib``."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(
-                f"The 'x' parameter of TreeShapExplainer.contributions must be a 2-d array with "
+                "The 'x' parameter of TreeShapExplainer.contributions must be a 2-d array with "
                 f"{self.n_features} columns. Got shape {x.shape} instead."
             )
         out = np.zeros((x.shape[0], self.n_features + 1), dtype=np.float64)
@@ -403,7 +480,10 @@ class TreeShapExplainer:
         if self.tables is None:
             return out
         for start in range(0, x.shape[0], self.chunk_rows):
-            rows = slice(start, start + self.chunk_rows)
-            left = self.decisions.goes_left(x[rows])
-            out[rows, self.tables.used_features] = self.tables.explain(left)
+            chunk = x[start : start + self.chunk_rows]
+            conditions = np.empty((chunk.shape[0], self.n_conditions), dtype=np.bool_)
+            self.decisions.fill(chunk, conditions)
+            out[start : start + chunk.shape[0], self.tables.used_features] = self.tables.explain(
+                conditions
+            )
         return out
