@@ -175,6 +175,14 @@ def test_reason_codes_are_consistent_with_the_raw_score() -> None:
     x = model.encoder.transform(data.frame.iloc[:300])
     contrib, base = model.contributions(x)
     np.testing.assert_allclose(contrib.sum(axis=1) + base, model.margin(x), atol=1e-9)
+    # the precomputed TreeSHAP serves this model and equals LightGBM's own, row by row too
+    assert model._treeshap is not None and model.booster is not None
+    reference = model.booster.predict(x, pred_contrib=True)
+    np.testing.assert_allclose(np.column_stack([contrib, base]), reference, rtol=0, atol=1e-9)
+    one = np.column_stack(model.contributions(x[7:8]))
+    np.testing.assert_allclose(one, reference[7:8], rtol=0, atol=1e-9)
+    # and the single-row margin path gives LightGBM's raw score exactly
+    assert model.margin(x[7:8])[0] == model.booster.predict(x[7:8], raw_score=True)[0]
     batch = model.score_encoded(x, None)
     unused = set(model.encoder.feature_names) - set(model.used_features)
     assert not unused & {f for f in batch.reason_features.ravel() if f}
@@ -207,6 +215,16 @@ def test_german_acceptance_and_unseen_csv(tmp_path: Path) -> None:
     unseen = frame.head(5).assign(region=["mars", None, "north", "south", "??"])
     batch = new.model.score_frame(unseen)
     assert np.all(np.isfinite(batch.pd))
+    # categorical splits and missing values: the precomputed TreeSHAP still equals LightGBM's
+    for model, rows in ((result.model, data.frame.iloc[:200]), (new.model, unseen)):
+        x = model.encoder.transform(rows)
+        assert model._treeshap is not None and model.booster is not None
+        np.testing.assert_allclose(
+            np.column_stack(model.contributions(x)),
+            model.booster.predict(x, pred_contrib=True),
+            rtol=0,
+            atol=1e-9,
+        )
 
 
 @pytest.mark.parametrize(

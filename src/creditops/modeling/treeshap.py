@@ -342,7 +342,9 @@ def _fill_tables(leaves: list[_Leaf], widths: Ints, offsets: Ints) -> F64:
             part = group[start : start + chunk]
             zero = np.array([leaves[j].zero_fraction for j in part], dtype=np.float64)
             value = np.array([leaves[j].value for j in part], dtype=np.float64)
-            blocks = shap_weight_tables(zero, value).reshape(part.size, -1)
+            # stored as [leaf, mask, slot]: the m terms one row needs from a leaf are adjacent
+            # (one or two cache lines), not m lines 2^m entries apart
+            blocks = shap_weight_tables(zero, value).transpose(0, 2, 1).reshape(part.size, -1)
             table[(offsets[part][:, None] + np.arange(m << m)).ravel()] = blocks.ravel()
     return table
 
@@ -362,7 +364,8 @@ class _LeafTables:
     leaf_shift: npt.NDArray[np.int64]
     full_mask: npt.NDArray[np.int64]
     pair_leaf: Ints  # one pair per (leaf, path feature), sorted by feature
-    pair_base: Ints  # table offset of (leaf, slot, mask 0)
+    pair_base: Ints  # table offset of (leaf, mask 0, slot)
+    pair_width: Ints  # the pair's leaf's m: the table stride between masks
     feature_start: Ints
     used_features: Ints
     table: F64
@@ -388,7 +391,8 @@ class _LeafTables:
             leaf_shift=first_bit & 7,
             full_mask=(np.int64(1) << widths.astype(np.int64)) - 1,
             pair_leaf=pair_leaf[order],
-            pair_base=(offsets[pair_leaf] + (slot << widths[pair_leaf]))[order],
+            pair_base=(offsets[pair_leaf] + slot)[order],
+            pair_width=widths[pair_leaf][order],
             feature_start=first.astype(np.intp),
             used_features=used,
             table=_fill_tables(leaves, widths, offsets),
@@ -403,7 +407,8 @@ class _LeafTables:
         n_rows, n_bytes = packed.shape
         words = np.ndarray((n_rows, n_bytes - 3), dtype="<u4", buffer=packed, strides=(n_bytes, 1))
         masks = (words.take(self.leaf_byte, axis=1) >> self.leaf_shift) & self.full_mask
-        terms = self.table.take(masks.take(self.pair_leaf, axis=1) + self.pair_base)
+        index = masks.take(self.pair_leaf, axis=1) * self.pair_width + self.pair_base
+        terms = self.table.take(index)
         return np.asarray(np.add.reduceat(terms, self.feature_start, axis=1), dtype=np.float64)
 
 
