@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from creditops.domain.policy import DecisionPolicy
+from creditops.domain.policy import DecisionPolicy, PolicyOutcome
 from creditops.domain.scaling import ScoreScaling
 from creditops.errors import IntegrityError, InvalidInputError
 from creditops.features.encoder import FeatureEncoder
@@ -126,6 +126,23 @@ class ScoredBatch:
     reason_texts: npt.NDArray[np.object_]
     reason_features: npt.NDArray[np.object_]
     reason_contributions: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """PD, score and policy outcome of a batch, before reason codes."""
+
+    pd: npt.NDArray[np.float64]
+    score: npt.NDArray[np.float64]
+    outcome: PolicyOutcome
+
+    def rows_needing_reasons(self, reasons: ReasonsFor) -> npt.NDArray[np.intp]:
+        """The rows that get reason codes: all, the adverse (review/decline) ones, or none."""
+        if reasons == "all":
+            return np.arange(self.pd.shape[0])
+        if reasons == "adverse":
+            return np.flatnonzero(self.outcome.decision != "approve")
+        return np.arange(0)
 
 
 class ScoringModel:
@@ -231,26 +248,44 @@ class ScoringModel:
         (the ones a notice or a reviewer needs); TreeSHAP costs far more than the
         prediction itself, so the API's hot path uses it.
         """
+        scored = self.score_without_reasons(x, raw)
+        rows = scored.rows_needing_reasons(reasons)
+        contributions = self.reason_contributions(x[rows]) if rows.size else None
+        return self.with_reasons(scored, rows, contributions)
+
+    def score_without_reasons(
+        self,
+        x: npt.NDArray[np.float64],
+        raw: pd.DataFrame | Mapping[str, Sequence[object]] | None,
+    ) -> Scores:
+        """Step one of :meth:`score_encoded`: PD, score and decision (cheap)."""
         pd_values = self.predict_pd(x)
         score = self.scaling.points(pd_values)
-        outcome = self.policy.decide(score, raw)
-        n = x.shape[0]
+        return Scores(pd_values, score, self.policy.decide(score, raw))
+
+    def with_reasons(
+        self,
+        scored: Scores,
+        rows: npt.NDArray[np.intp],
+        contributions: npt.NDArray[np.float64] | None,
+    ) -> ScoredBatch:
+        """Step two: principal reasons of ``rows`` from their ``reason_contributions``
+        (computed by the caller, e.g. in a worker thread) and knock-out reasons."""
+        outcome = scored.outcome
+        n = scored.pd.shape[0]
         codes = np.full((n, MAX_REASONS), None, dtype=object)
         texts = np.full((n, MAX_REASONS), None, dtype=object)
         features = np.full((n, MAX_REASONS), None, dtype=object)
         values = np.zeros((n, MAX_REASONS), dtype=np.float64)
-        if reasons == "all":
-            rows = np.arange(n)
-        elif reasons == "adverse":
-            rows = np.flatnonzero(outcome.decision != "approve")
-        else:
-            rows = np.arange(0)
         if rows.size:
-            selected = select_reasons(self.reason_contributions(x[rows]), self.families)
+            if contributions is None or contributions.shape[0] != rows.size:
+                raise ValueError("with_reasons needs one row of contributions per selected row")
+            selected = select_reasons(contributions, self.families)
             self._fill_reasons(selected, rows, codes, texts, features, values)
         if (outcome.knockout_index >= 0).any():
             self._prepend_knockouts(outcome.knockout_index, codes, texts, features, values)
-        return ScoredBatch(pd_values, score, outcome.decision, codes, texts, features, values)
+        decision = outcome.decision
+        return ScoredBatch(scored.pd, scored.score, decision, codes, texts, features, values)
 
     def _fill_reasons(
         self,

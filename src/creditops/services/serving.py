@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from creditops.errors import ModelNotFoundError
-from creditops.modeling.bundle import ReasonsFor, ScoringModel
+from creditops.modeling.bundle import ReasonsFor, ScoredBatch, ScoringModel
 from creditops.registry.mlflow_registry import VersionInfo
 from creditops.services.context import AppContext
 from creditops.services.models import load_model
@@ -152,13 +153,57 @@ def decide(
 ) -> list[DecisionResult]:
     """Score applications with one slot. Pure CPU work: no I/O, no awaiting."""
     model = slot.model
+    x, raw = _encode(model, applications)
+    batch = model.score_encoded(x, raw, reasons=reasons)
+    return _results(slot, applications, batch, suspended=suspended)
+
+
+async def decide_offloading_reasons(
+    slot: ServingSlot,
+    applications: Sequence[Application],
+    *,
+    reasons: ReasonsFor,
+    suspended: bool,
+    run_blocking: RunBlocking,
+) -> list[DecisionResult]:
+    """:func:`decide` for an event loop: the cheap scoring runs inline, the TreeSHAP behind
+    the reason codes goes to ``run_blocking`` (a worker thread), so the loop serves other
+    requests meanwhile. LightGBM's TreeSHAP releases the GIL, so it runs in parallel."""
+    model = slot.model
+    x, raw = _encode(model, applications)
+    scored = model.score_without_reasons(x, raw)
+    rows = scored.rows_needing_reasons(reasons)
+    contributions = await run_blocking(model.reason_contributions, x[rows]) if rows.size else None
+    batch = model.with_reasons(scored, rows, contributions)
+    return _results(slot, applications, batch, suspended=suspended)
+
+
+RunBlocking = Callable[
+    [Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    Awaitable[npt.NDArray[np.float64]],
+]
+
+
+def _encode(
+    model: ScoringModel, applications: Sequence[Application]
+) -> tuple[npt.NDArray[np.float64], dict[str, list[Any]] | None]:
     encoder = model.encoder
     if len(applications) == 1:
         x = encoder.encode_row(applications[0].features)
     else:
         x = np.vstack([encoder.encode_row(a.features) for a in applications])
     raw = {f: [a.features.get(f) for a in applications] for f in model.policy.knockout_features()}
-    batch = model.score_encoded(x, raw or None, reasons=reasons)
+    return x, raw or None
+
+
+def _results(
+    slot: ServingSlot,
+    applications: Sequence[Application],
+    batch: ScoredBatch,
+    *,
+    suspended: bool,
+) -> list[DecisionResult]:
+    model = slot.model
     now = datetime.now(UTC)
     results = []
     for i, app in enumerate(applications):

@@ -18,7 +18,14 @@ from creditops.api.schemas import (
 )
 from creditops.api.security import Principal
 from creditops.api.state import ApiState
-from creditops.services.serving import Application, DecisionResult, ServingSlot, decide, explain
+from creditops.services.serving import (
+    Application,
+    DecisionResult,
+    ServingSlot,
+    decide,
+    decide_offloading_reasons,
+    explain,
+)
 
 # Batches at least this large are scored in a worker thread so the event loop stays free;
 # a single applicant is cheaper to score inline than to hand to a thread.
@@ -78,7 +85,13 @@ async def run_decisions(
             suspended=suspended,
         )
     else:
-        results = decide(slot, applications, reasons=reasons, suspended=suspended)
+        results = await decide_offloading_reasons(
+            slot,
+            applications,
+            reasons=reasons,
+            suspended=suspended,
+            run_blocking=state.run_reasons,
+        )
     latency_ms = (time.perf_counter() - started) * 1000.0
     request_id = request.headers.get("x-request-id") or results[0].decision_id
     await state.decision_log.write(
