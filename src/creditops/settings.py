@@ -75,6 +75,12 @@ class ServeSettings(BaseModel):
         description="Compute reason codes for 'all' decisions or only 'adverse' ones "
         "(review and decline), which need them for notices.",
     )
+    fast_path: bool = Field(
+        default=True,
+        description="Serve well-formed, authorised predict requests on a hand-written ASGI "
+        "path (same models, auth and responses; anything else goes through FastAPI). Off: "
+        "every request goes through FastAPI.",
+    )
     reload_interval_s: float = Field(
         default=30.0,
         ge=0,

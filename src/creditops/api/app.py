@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from creditops.api.fastpath import PredictFastPath
 from creditops.api.metrics import ServiceMetrics, build_metrics
 from creditops.api.monitoring_metrics import MonitoringCollector
 from creditops.api.problems import install_problem_handlers, problem
@@ -47,10 +48,17 @@ class BodyTooLargeError(Exception):
 class EdgeMiddleware:
     """Request size limit and request metrics, as plain ASGI for a cheap hot path."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        metrics: ServiceMetrics,
+        fast_path: PredictFastPath | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.metrics = metrics
+        self.fast_path = fast_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,8 +86,12 @@ class EdgeMiddleware:
                 status["code"] = int(message["status"])
             await send(message)
 
+        fast = self.fast_path.match(scope) if self.fast_path is not None else None
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            if fast is not None and self.fast_path is not None:
+                await self.fast_path.handle(fast, scope, limited_receive, tracking_send, self.app)
+            else:
+                await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError:
             await self._too_large(scope, receive, send)
             status["code"] = 413
@@ -214,8 +226,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_operation_routes(app, state)
     add_monitoring_routes(app, state)
     metrics.add_collector(MonitoringCollector(readonly, router.names))
+    fast_path = (
+        PredictFastPath(state.fast_routes, state.auth, app.exception_handlers)
+        if settings.serve.fast_path
+        else None
+    )
+    app.state.fast_path = fast_path
     app.add_middleware(
-        EdgeMiddleware, max_body_bytes=settings.serve.max_body_bytes, metrics=metrics
+        EdgeMiddleware,
+        max_body_bytes=settings.serve.max_body_bytes,
+        metrics=metrics,
+        fast_path=fast_path,
     )
     return app
 

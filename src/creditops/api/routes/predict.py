@@ -8,8 +8,11 @@ from typing import Any, Union
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
+from creditops.api.fastpath import FastRoute
 from creditops.api.schemas import (
     BatchDecisionResponse,
     DecisionResponse,
@@ -127,17 +130,20 @@ def add_model_routes(app: FastAPI, state: ApiState, slot: ServingSlot, *, seed_r
     name = slot.name
     body_type = Union[single_model, batch_model]  # type: ignore[valid-type]  # noqa: UP007
 
-    async def predict(
-        body: body_type,
-        request: Request,
-        principal: Principal = predict_scope,
-    ) -> Any:
+    async def respond(body: Any, request: Request, principal: Principal) -> Response:
         current = state.router.route(name)
         applications = _applications(body)
         payloads = await run_decisions(state, request, current, applications, principal)
         if isinstance(body, batch_model):
             return json_response({"decisions": payloads})
         return json_response(payloads[0])
+
+    async def predict(
+        body: body_type,
+        request: Request,
+        principal: Principal = predict_scope,
+    ) -> Any:
+        return await respond(body, request, principal)
 
     async def explain_route(
         body: single_model,  # type: ignore[valid-type]
@@ -168,7 +174,9 @@ def add_model_routes(app: FastAPI, state: ApiState, slot: ServingSlot, *, seed_r
         summary=f"Every feature's contribution for one applicant ('{name}')",
         operation_id=f"explain_{name}",
     )
+    paths = [f"/v1/models/{name}/predict"]
     if seed_route:
+        paths.append("/predict")
         router.add_api_route(
             "/predict",
             predict,
@@ -177,4 +185,8 @@ def add_model_routes(app: FastAPI, state: ApiState, slot: ServingSlot, *, seed_r
             summary=f"Seed route: predict with the default model ('{name}')",
             operation_id="predict_default",
         )
+    adapter: TypeAdapter[Any] = TypeAdapter(body_type)
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.path in paths:
+            state.fast_routes[route.path] = FastRoute(route, adapter, respond)
     app.include_router(router)
