@@ -419,7 +419,7 @@ def keys_list(as_json: JsonOpt = False) -> None:
         _print_json(rows)
         return
     table = Table(title="API keys")
-    for column in ("id", "name", "scopes", "created", "revoked"):
+    for column in ("id", "name", "scopes", "created", "last used", "revoked"):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -427,6 +427,7 @@ def keys_list(as_json: JsonOpt = False) -> None:
             row["name"],
             ",".join(row["scopes"]),
             row["created_at"][:19],
+            (row["last_used_at"] or "")[:19],
             (row["revoked_at"] or "")[:19],
         )
     out.print(table)

@@ -250,3 +250,35 @@ def test_alias_move_swaps_the_served_version(
     )
     assert response.json()["model"]["version"] == v2.version
     assert refresh_router(state.ctx, state.router) == []
+
+
+def test_key_use_is_recorded_and_listed(
+    client: TestClient, served_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from typer.testing import CliRunner
+
+    from creditops.cli import app as cli_app
+    from creditops.domain.access import SCOPES
+    from creditops.services.records import create_key
+
+    settings = Settings(home=served_home)
+    sessions = session_factory(create_db_engine(settings.database))
+    made = create_key(sessions, "fresh", ["predict"], SCOPES, "test")
+    monkeypatch.setenv("CREDITOPS_HOME", str(served_home))
+    runner = CliRunner()
+
+    def listed() -> dict[str, Any]:
+        result = runner.invoke(cli_app, ["keys", "list", "--json"])
+        assert result.exit_code == 0, result.output
+        return next(k for k in json.loads(result.stdout) if k["name"] == "fresh")
+
+    assert listed()["last_used_at"] is None
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    answer = client.post("/v1/models/taiwan/predict", json=applicant(0), headers=auth(made.key))
+    assert answer.status_code == 200
+    used = datetime.fromisoformat(listed()["last_used_at"])
+    assert before <= used <= datetime.now(UTC)
+    table = runner.invoke(cli_app, ["keys", "list"])
+    assert table.exit_code == 0 and "last used" in table.stdout

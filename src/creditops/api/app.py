@@ -13,9 +13,11 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -122,13 +124,26 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _key_lookup(state_sessions: Any) -> Callable[[str], Principal | None]:
+def _key_lookup(readonly: Any, writable: Any) -> Callable[[str], Principal | None]:
+    """Find an active key by hash and record that it was used.
+
+    Runs only when the authenticator's cache entry for the key expired, so ``last_used_at``
+    is written at most once per key per cache period (5 s) and is accurate to that period.
+    A failed write is logged, never turned into a refused request.
+    """
+
     def lookup(key_hash: str) -> Principal | None:
-        with state_sessions() as session:
+        with readonly() as session:
             row = ApiKeyRepository(session).get_active_by_hash(key_hash)
             if row is None:
                 return None
-            return Principal(key_id=row.key_id, name=row.name, scopes=frozenset(row.scopes))
+            principal = Principal(key_id=row.key_id, name=row.name, scopes=frozenset(row.scopes))
+        try:
+            with writable.begin() as session:
+                ApiKeyRepository(session).touch(row.key_id, datetime.now(UTC))
+        except SQLAlchemyError as exc:
+            log.warning("could not record the use of API key %s: %s", row.key_id, exc)
+        return principal
 
     return lookup
 
@@ -186,7 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         ctx=ctx,
         router=router,
-        auth=Authenticator(_key_lookup(readonly), enabled=settings.serve.auth_enabled),
+        auth=Authenticator(_key_lookup(readonly, sessions), enabled=settings.serve.auth_enabled),
         decision_log=writer,
         sessions=sessions,
         controls=ModelControls(readonly),

@@ -241,6 +241,7 @@ def key_dict(row: ApiKeyRow) -> dict[str, Any]:
         "scopes": list(row.scopes),
         "created_at": row.created_at.isoformat(),
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
     }
 
 
