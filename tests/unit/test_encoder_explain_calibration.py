@@ -112,3 +112,41 @@ def test_monotone_constraint_is_proved_and_violation_detected() -> None:
     assert constrained[0].passed and constrained[0].points_checked > 2
     free = check_monotone(fit({}), x[:100], names, {"f0": "increasing"})
     assert not free[0].passed and free[0].violations > 0
+
+
+def test_principal_reasons_of_a_row_do_not_depend_on_the_other_rows() -> None:
+    """The API batches concurrent requests; each applicant's reasons must be bit-identical
+    to the ones it gets alone (a BLAS product's last bit can depend on the batch)."""
+    from creditops.features.spec import ReasonCatalogue
+    from creditops.modeling.explain import ReasonFamilies, principal_reasons
+
+    names = [f"f{i}" for i in range(9)]
+    catalogue = ReasonCatalogue.model_validate(
+        {
+            "codes": [
+                {"code": "A", "text": "a", "features": ["f0", "f1", "f2"]},
+                {"code": "B", "text": "b", "features": ["f3", "f4"]},
+                {"code": "C", "text": "c", "features": ["f5"]},
+                {"code": "D", "text": "d", "features": ["f6", "f7", "f8"]},
+            ]
+        }
+    )
+    families = ReasonFamilies.build(names, catalogue)
+    rows = np.random.default_rng(5).normal(scale=0.3, size=(257, 9))
+    together = principal_reasons(rows, families)
+    for i in range(0, 257, 16):
+        alone = principal_reasons(rows[i : i + 1], families)
+        assert np.array_equal(alone.contribution[0], together.contribution[i])
+        assert np.array_equal(alone.code_index[0], together.code_index[i])
+        assert np.array_equal(alone.feature_index[0], together.feature_index[i])
+    # and the totals are the members' sums
+    np.testing.assert_allclose(
+        together.contribution.max(axis=1),
+        np.maximum(
+            0,
+            np.column_stack(
+                [rows[:, :3].sum(1), rows[:, 3:5].sum(1), rows[:, 5], rows[:, 6:].sum(1)]
+            ).max(axis=1),
+        ),
+        atol=1e-12,
+    )

@@ -21,13 +21,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from creditops.api.batching import DecisionBatcher
 from creditops.api.fastpath import PredictFastPath
 from creditops.api.metrics import ServiceMetrics, build_metrics
 from creditops.api.monitoring_metrics import MonitoringCollector
 from creditops.api.problems import install_problem_handlers, problem
 from creditops.api.routes.monitoring import add_monitoring_routes
 from creditops.api.routes.operations import add_operation_routes
-from creditops.api.routes.predict import add_model_routes
+from creditops.api.routes.predict import THREAD_BATCH_ROWS, add_model_routes
 from creditops.api.routes.system import add_system_routes
 from creditops.api.security import Authenticator, Principal
 from creditops.api.state import ApiState, ModelControls, reason_pool
@@ -207,6 +208,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         controls=ModelControls(readonly),
         metrics=metrics,
         engine=engine,
+    )
+
+    state.batcher = DecisionBatcher(
+        settings.serve.reasons_for, state.run_reasons, max_rows=THREAD_BATCH_ROWS
     )
 
     @asynccontextmanager

@@ -15,6 +15,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from creditops.api.batching import DecisionBatcher
 from creditops.api.fastpath import FastRoute
 from creditops.api.metrics import ServiceMetrics
 from creditops.api.security import Authenticator
@@ -67,6 +68,7 @@ class ApiState:
     # TreeSHAP for reason codes runs here, off the event loop (LightGBM releases the GIL).
     reason_pool: ThreadPoolExecutor = field(default_factory=lambda: reason_pool())
     fast_routes: dict[str, FastRoute] = field(default_factory=dict)  # see api/fastpath.py
+    batcher: DecisionBatcher | None = None  # see api/batching.py; set by the app factory
     _recent: dict[str, deque[bool]] = field(default_factory=dict)
     _approved: dict[str, int] = field(default_factory=dict)  # approvals in _recent
 

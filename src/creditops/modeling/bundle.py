@@ -195,7 +195,7 @@ class ScoringModel:
         return self.scorecard.decision_function(x)
 
     def contributions(
-        self, x: npt.NDArray[np.float64]
+        self, x: npt.NDArray[np.float64], *, releasing_gil: bool = False
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Per-feature contributions and base values; their sum equals :meth:`margin`.
 
@@ -205,9 +205,10 @@ class ScoringModel:
         (the API's one-applicant request) uses LightGBM's C++: measured in the running
         service it is the better choice there, because it releases the GIL, so the event
         loop's other requests and the decision-log writer go on meanwhile on the other core
-        (benchmarks/README.md has the figures).
+        (benchmarks/README.md has the figures). ``releasing_gil=True`` always uses LightGBM,
+        for callers in a worker thread that want the GIL free for the event loop meanwhile.
         """
-        if self._treeshap is not None and x.shape[0] >= TABLE_SHAP_MIN_ROWS:
+        if self._treeshap is not None and x.shape[0] >= TABLE_SHAP_MIN_ROWS and not releasing_gil:
             full = self._treeshap.contributions(x)
             return full[:, :-1], full[:, -1]
         if self.booster is not None:
@@ -220,10 +221,12 @@ class ScoringModel:
         contrib = self.scorecard.contributions(x)
         return contrib, np.full(x.shape[0], self.scorecard.base_value_, dtype=np.float64)
 
-    def reason_contributions(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def reason_contributions(
+        self, x: npt.NDArray[np.float64], *, releasing_gil: bool = False
+    ) -> npt.NDArray[np.float64]:
         """What pushes each applicant towards default (TreeSHAP, or scorecard shortfall)."""
         if self.booster is not None:
-            return self.contributions(x)[0]
+            return self.contributions(x, releasing_gil=releasing_gil)[0]
         assert self.scorecard is not None
         return self.scorecard.reason_contributions(x)
 

@@ -54,7 +54,7 @@ class ReasonFamilies:
 
     @cached_property
     def member_matrix(self) -> npt.NDArray[np.int64]:
-        """(n_codes, most members) feature indices, padded with n_features (a -inf column)."""
+        """(n_codes, most members) feature indices, padded with n_features (an extra column)."""
         n_features = self.membership.shape[0]
         width = max((len(cols) for cols in self.members), default=1)
         matrix = np.full((len(self.members), width), n_features, dtype=np.int64)
@@ -83,12 +83,16 @@ def principal_reasons(
     if m == 0:
         empty = np.full((n, max_reasons), -1, dtype=np.int64)
         return PrincipalReasons(empty, empty.copy(), np.zeros((n, max_reasons)))
-    family_total = contributions @ families.membership  # (n, m)
-    # Each family's largest member, for all families at once: members padded with a
-    # column of -inf that never wins (np.argmax keeps the first of ties, as a loop would).
-    padded = np.concatenate([contributions, np.full((n, 1), -np.inf)], axis=1)
+    # Members of every family at once, padded with one extra column: summed with a 0 there
+    # (row by row in a fixed order, so a row's totals never depend on the other rows, as a
+    # BLAS matrix product's may in the last bit), and the largest found with -inf there
+    # (np.argmax keeps the first of ties, as a loop would).
     member_matrix = families.member_matrix
-    best = np.argmax(padded[:, member_matrix], axis=2)  # (n, m)
+    padded = np.concatenate([contributions, np.zeros((n, 1))], axis=1)
+    members = padded[:, member_matrix]  # (n, m, most members)
+    family_total = members.sum(axis=2)
+    members[:, member_matrix == padded.shape[1] - 1] = -np.inf
+    best = np.argmax(members, axis=2)  # (n, m)
     top_member = member_matrix[np.arange(m), best]
     take = min(max_reasons, m)
     order = np.argsort(-family_total, axis=1, kind="stable")[:, :take]

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -173,9 +173,15 @@ async def decide_offloading_reasons(
     x, raw = _encode(model, applications)
     scored = model.score_without_reasons(x, raw)
     rows = scored.rows_needing_reasons(reasons)
-    contributions = await run_blocking(model.reason_contributions, x[rows]) if rows.size else None
+    contributions = await run_blocking(_gil_free_reasons(model), x[rows]) if rows.size else None
     batch = model.with_reasons(scored, rows, contributions)
     return _results(slot, applications, batch, suspended=suspended)
+
+
+def _gil_free_reasons(
+    model: ScoringModel,
+) -> Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
+    return partial(model.reason_contributions, releasing_gil=True)
 
 
 RunBlocking = Callable[

@@ -87,6 +87,9 @@ async def run_decisions(
             reasons=reasons,
             suspended=suspended,
         )
+    elif len(applications) == 1 and state.batcher is not None:
+        one = await state.batcher.decide(slot, applications[0], suspended=suspended)
+        results = [one]
     else:
         results = await decide_offloading_reasons(
             slot,

@@ -1,0 +1,109 @@
+"""Dynamic batching on the event loop: same decisions as one by one, errors kept apart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from creditops.api.batching import DecisionBatcher
+from creditops.errors import InvalidInputError
+from creditops.features.dataset import load_training_data
+from creditops.features.spec import load_spec
+from creditops.modeling.training import TrainOptions, train_model
+from creditops.registry.mlflow_registry import VersionInfo
+from creditops.services.serving import Application, DecisionResult, ServingSlot, decide
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+@pytest.fixture(scope="module")
+def slot_and_apps() -> tuple[ServingSlot, list[Application]]:
+    spec = load_spec(DATA / "specs/taiwan.yaml")
+    data = load_training_data(DATA / "taiwan_credit_card.csv", spec, max_dirty_share=0.01)
+    model = train_model(data, spec, TrainOptions()).model
+    info = VersionInfo("taiwan", "1", ("production",), "run", datetime.now(UTC), {}, {}, "")
+    frame = data.frame.head(40)
+    apps = [
+        Application(
+            f"a{i}",
+            {f: (None if v != v else v) for f, v in row.items() if f in model.spec.features},
+        )
+        for i, row in enumerate(frame.to_dict(orient="records"))
+    ]
+    return ServingSlot("taiwan", "1", model, info), apps
+
+
+async def _in_thread(
+    work: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
+    rows: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    return await asyncio.to_thread(work, rows)
+
+
+def _same(batched: DecisionResult, alone: DecisionResult) -> None:
+    assert batched.application_id == alone.application_id
+    assert batched.pd == alone.pd and batched.score == alone.score
+    assert batched.decision == alone.decision
+    assert batched.reason_dicts == alone.reason_dicts
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_decisions(
+    slot_and_apps: tuple[ServingSlot, list[Application]],
+) -> None:
+    slot, apps = slot_and_apps
+    batcher = DecisionBatcher("adverse", _in_thread, max_rows=16)
+
+    async def scenario() -> list[DecisionResult]:
+        return await asyncio.gather(*(batcher.decide(slot, a, suspended=False) for a in apps))
+
+    results = asyncio.run(scenario())
+    assert batcher.rows == len(apps) == 40
+    assert 3 <= batcher.batches < 40  # 40 requests in one turn: batches of at most 16
+    assert any(r.decision != "approve" for r in results)  # reasons were computed too
+    for app, result in zip(apps, results, strict=True):
+        _same(result, decide(slot, [app], reasons="adverse", suspended=False)[0])
+
+
+def test_a_failing_applicant_fails_alone(
+    slot_and_apps: tuple[ServingSlot, list[Application]],
+) -> None:
+    slot, apps = slot_and_apps
+    bad = Application("bad", {**apps[0].features, "limit_bal": "a lot"})
+    batcher = DecisionBatcher("adverse", _in_thread, max_rows=16)
+
+    async def scenario() -> list[Any]:
+        calls = [batcher.decide(slot, a, suspended=False) for a in [apps[1], bad, apps[2]]]
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    first, error, third = asyncio.run(scenario())
+    assert isinstance(error, InvalidInputError) and error.field == "limit_bal"
+    _same(first, decide(slot, [apps[1]], reasons="adverse", suspended=False)[0])
+    _same(third, decide(slot, [apps[2]], reasons="adverse", suspended=False)[0])
+
+
+def test_suspended_and_live_requests_are_batched_apart(
+    slot_and_apps: tuple[ServingSlot, list[Application]],
+) -> None:
+    slot, apps = slot_and_apps
+    batcher = DecisionBatcher("adverse", _in_thread, max_rows=16)
+
+    async def scenario() -> list[DecisionResult]:
+        return await asyncio.gather(
+            *(batcher.decide(slot, a, suspended=i % 2 == 0) for i, a in enumerate(apps[:6]))
+        )
+
+    results = asyncio.run(scenario())
+    assert batcher.batches == 2
+    for i, result in enumerate(results):
+        assert result.suspended == (i % 2 == 0)
+        if result.suspended:
+            assert result.decision == "review" and result.reasons[0].code == "SUSPENDED"
