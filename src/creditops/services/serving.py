@@ -9,6 +9,7 @@ object, which is atomic for readers.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -211,6 +212,7 @@ def _results(
 ) -> list[DecisionResult]:
     model = slot.model
     now = datetime.now(UTC)
+    ids = _decision_ids(len(applications))
     results = []
     for i, app in enumerate(applications):
         found = []
@@ -234,7 +236,7 @@ def _results(
             found = [Reason(SUSPENDED_CODE, SUSPENDED_TEXT, None, None, 0.0), *found[:3]]
         results.append(
             DecisionResult(
-                decision_id=str(uuid.uuid4()),
+                decision_id=ids[i],
                 application_id=app.application_id,
                 model_name=slot.name,
                 model_version=slot.version,
@@ -250,6 +252,13 @@ def _results(
             )
         )
     return results
+
+
+def _decision_ids(count: int) -> list[str]:
+    """Random (version 4) UUIDs, as ``uuid.uuid4()`` makes them, from one ``os.urandom``
+    call for the whole batch instead of one system call per decision."""
+    entropy = os.urandom(16 * count)
+    return [str(uuid.UUID(bytes=entropy[16 * i : 16 * i + 16], version=4)) for i in range(count)]
 
 
 def explain(slot: ServingSlot, features: dict[str, Any]) -> dict[str, Any]:
