@@ -9,6 +9,7 @@ rejected).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,23 +69,24 @@ class FeatureEncoder:
 
     def encode_row(self, values: Mapping[str, Any]) -> npt.NDArray[np.float64]:
         """Encode one applicant given as a mapping; the per-request fast path (no DataFrame)."""
-        row = np.full((1, self.n_features), np.nan, dtype=np.float64)
+        # a Python list filled first, one array at the end: cheaper than item assignment
+        row = [math.nan] * self.n_features
         for j, (name, is_cat) in enumerate(zip(self.feature_names, self.categorical, strict=True)):
             value = values.get(name)
             if value is None:
                 continue
             if is_cat:
-                row[0, j] = self._lookup[name].get(_category_key(value), np.nan)
+                row[j] = self._lookup[name].get(_category_key(value), math.nan)
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                row[0, j] = float(value)
+                row[j] = float(value)
             else:
                 try:
-                    row[0, j] = float(str(value).strip())
+                    row[j] = float(str(value).strip())
                 except ValueError:
                     raise InvalidInputError(
                         f"feature {name!r} must be numeric, got {value!r}", field=name
                     ) from None
-        return row
+        return np.array([row], dtype=np.float64)
 
     def decode_value(self, feature: str, code: float) -> object:
         """The original value behind an encoded cell (for reason-code payloads)."""
