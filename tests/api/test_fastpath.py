@@ -90,6 +90,11 @@ INVALID: dict[str, tuple[str, bytes, dict[str, str]]] = {
         {},
     ),
     "query-string": ("/v1/models/taiwan/predict?x=1", _json(applicant(0)), {}),
+    "too-large": (
+        "/v1/models/taiwan/predict",
+        _json({**applicant(0), "application_id": "x" * 250_000}),
+        {},
+    ),
 }
 
 

@@ -51,17 +51,10 @@ class BodyTooLargeError(Exception):
 class EdgeMiddleware:
     """Request size limit and request metrics, as plain ASGI for a cheap hot path."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        max_body_bytes: int,
-        metrics: ServiceMetrics,
-        fast_path: PredictFastPath | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: ServiceMetrics) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.metrics = metrics
-        self.fast_path = fast_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,12 +82,8 @@ class EdgeMiddleware:
                 status["code"] = int(message["status"])
             await send(message)
 
-        fast = self.fast_path.match(scope) if self.fast_path is not None else None
         try:
-            if fast is not None and self.fast_path is not None:
-                await self.fast_path.handle(fast, scope, limited_receive, tracking_send, self.app)
-            else:
-                await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError:
             await self._too_large(scope, receive, send)
             status["code"] = 413
@@ -107,12 +96,38 @@ class EdgeMiddleware:
         await response(scope, receive, send)
 
     def _observe(self, scope: Scope, status: int, started: float) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
-        method = scope.get("method", "")
-        m = self.metrics
-        m.child(m.requests, path, method, str(status)).inc()
-        m.child(m.request_seconds, path, method).observe(time.perf_counter() - started)
+        observe_request(self.metrics, scope, status, started)
+
+
+def observe_request(metrics: ServiceMetrics, scope: Scope, status: int, started: float) -> None:
+    """Count a request and its latency under its route's path template."""
+    route = scope.get("route")
+    path = getattr(route, "path", None) or "unmatched"
+    method = scope.get("method", "")
+    metrics.child(metrics.requests, path, method, str(status)).inc()
+    metrics.child(metrics.request_seconds, path, method).observe(time.perf_counter() - started)
+
+
+class DecisionServiceApp(FastAPI):
+    """FastAPI, with the predict fast path (``api/fastpath.py``) in front of its middleware.
+
+    Requests the fast path serves skip Starlette's and FastAPI's middleware stack, which
+    every resumption of the request's coroutine and every ``send`` would otherwise pass
+    through; it applies the same body-size limit and records the same request metrics
+    itself. Whatever it passes on goes through the whole stack as usual.
+    """
+
+    fast_path: PredictFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is not None and scope["type"] == "http":
+            route = fast.match(scope)
+            if route is not None:
+                scope["app"] = self
+                await fast.handle(route, scope, receive, send, super().__call__)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -227,7 +242,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             writer.close()
             engine.dispose()
 
-    app = FastAPI(
+    app = DecisionServiceApp(
         title="creditops decision service",
         version=_version(),
         description="Credit decisions with PD, score, decision band and adverse-action reason "
@@ -246,17 +261,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_operation_routes(app, state)
     add_monitoring_routes(app, state)
     metrics.add_collector(MonitoringCollector(readonly, router.names))
-    fast_path = (
-        PredictFastPath(state.fast_routes, state.auth, app.exception_handlers)
-        if settings.serve.fast_path
-        else None
-    )
-    app.state.fast_path = fast_path
+    if settings.serve.fast_path:
+        app.fast_path = PredictFastPath(
+            state.fast_routes,
+            state.auth,
+            app.exception_handlers,
+            max_body_bytes=settings.serve.max_body_bytes,
+            on_served=lambda scope, status, started: observe_request(
+                metrics, scope, status, started
+            ),
+        )
+    app.state.fast_path = app.fast_path
     app.add_middleware(
-        EdgeMiddleware,
-        max_body_bytes=settings.serve.max_body_bytes,
-        metrics=metrics,
-        fast_path=fast_path,
+        EdgeMiddleware, max_body_bytes=settings.serve.max_body_bytes, metrics=metrics
     )
     return app
 

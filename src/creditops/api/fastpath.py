@@ -20,6 +20,7 @@ write) go to the app's own exception handlers, as they would inside FastAPI.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,6 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creditops.api.problems import ApiProblemError
-from creditops.errors import CreditopsError
 
 Responder = Callable[[Any, Request, Any], Awaitable[Response]]
 
@@ -48,10 +48,20 @@ class FastRoute:
 class PredictFastPath:
     """Serves matching POST requests itself; returns False for everything it passes on."""
 
-    def __init__(self, routes: dict[str, FastRoute], auth: Any, handlers: dict[Any, Any]) -> None:
+    def __init__(
+        self,
+        routes: dict[str, FastRoute],
+        auth: Any,
+        handlers: dict[Any, Any],
+        *,
+        max_body_bytes: int,
+        on_served: Callable[[Scope, int, float], None],
+    ) -> None:
         self.routes = routes
         self.auth = auth
         self.handlers = handlers  # the app's exception handlers, by exception class
+        self.max_body = max_body_bytes
+        self.on_served = on_served  # (scope, status, started): request metrics
         self.served = 0  # requests answered here (for tests and debugging)
         self.passed_on = 0  # matching requests handed to FastAPI
 
@@ -63,7 +73,13 @@ class PredictFastPath:
     async def handle(
         self, route: FastRoute, scope: Scope, receive: Receive, send: Send, app: ASGIApp
     ) -> None:
-        body = await _read_body(receive)
+        """Serve the request, or pass it to ``app`` (the full stack) with its body replayed."""
+        started = time.perf_counter()
+        body, complete, more = await _read_body(receive, self.max_body)
+        if not complete:  # too large, or the client left: the full stack answers
+            self.passed_on += 1
+            await app(scope, _replay(body, receive, more=more), send)
+            return
         request = Request(scope, receive)
         principal = await self._principal(request, route)
         parsed = _parse(route, request, body) if principal is not None else None
@@ -76,9 +92,10 @@ class PredictFastPath:
         request.state.principal = principal
         try:
             response = await route.respond(parsed, request, principal)
-        except (CreditopsError, ApiProblemError) as exc:
+        except Exception as exc:  # the app's handlers answer, as inside FastAPI
             response = await self._handled(request, exc)
         await response(scope, receive, send)
+        self.on_served(scope, response.status_code, started)
 
     async def _principal(self, request: Request, route: FastRoute) -> Any | None:
         try:
@@ -108,27 +125,36 @@ def _parse(route: FastRoute, request: Request, body: bytes) -> Any | None:
         return None
 
 
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool, bool]:
+    """(body read so far, whether it is complete, whether more body is still to come).
+
+    Reading stops as soon as the body exceeds ``limit``; the full stack then answers 413.
+    """
+    chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(chunks), False, False
+        chunk = message.get("body", b"")
+        more = bool(message.get("more_body", False))
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks), False, more
+        if not more:
+            return b"".join(chunks), True, False
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that gives FastAPI the body already read, then the real channel."""
+def _replay(body: bytes, receive: Receive, *, more: bool = False) -> Receive:
+    """A ``receive`` that gives the app the body read so far, then the real channel."""
     sent = False
 
     async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": more}
         return await receive()
 
     return replay
