@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ from creditops.modeling.bundle import ScoringModel
 from creditops.modeling.metrics import (
     calibration_table,
     evaluate_binary,
+    finite_or_none,
     gains_table,
 )
 from creditops.modeling.scorecard import WoeScorecard
@@ -58,7 +58,7 @@ class Evaluation:
 
 def json_safe(values: dict[str, float]) -> dict[str, float | None]:
     """Floats for JSON: NaN and infinities become None."""
-    return {k: (float(v) if math.isfinite(v) else None) for k, v in values.items()}
+    return {k: finite_or_none(v) for k, v in values.items()}
 
 
 def protected_groups(frame: pd.DataFrame, spec: Spec, column: str) -> npt.NDArray[np.str_]:

@@ -28,7 +28,8 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
-def _finite_or_none(value: float) -> float | None:
+def finite_or_none(value: float) -> float | None:
+    """A float for JSON: NaN and infinities become None (JSON has neither)."""
     return float(value) if math.isfinite(value) else None
 
 
@@ -42,7 +43,7 @@ class AucInterval:
     upper: float
 
     def to_dict(self) -> dict[str, float | None]:
-        return {k: _finite_or_none(v) for k, v in asdict(self).items()}
+        return {k: finite_or_none(v) for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class AucComparison:
     p_value: float
 
     def to_dict(self) -> dict[str, float | None]:
-        return {k: _finite_or_none(v) for k, v in asdict(self).items()}
+        return {k: finite_or_none(v) for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,9 @@ class HosmerLemeshow:
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {
-            "statistic": _finite_or_none(self.statistic),
+            "statistic": finite_or_none(self.statistic),
             "dof": self.dof,
-            "p_value": _finite_or_none(self.p_value),
+            "p_value": finite_or_none(self.p_value),
         }
 
 
