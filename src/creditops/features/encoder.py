@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from creditops.errors import InvalidInputError
+from creditops.errors import DataError, InvalidInputError
 from creditops.features.dataset import normalise_categorical, parse_numeric
 
 
@@ -50,8 +50,9 @@ class FeatureEncoder:
     def n_features(self) -> int:
         return len(self.feature_names)
 
-    def transform(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
-        """Encode a frame; missing columns raise, unparseable numbers become missing."""
+    def transform(self, frame: pd.DataFrame, *, strict: bool = False) -> npt.NDArray[np.float64]:
+        """Encode a frame; missing columns raise. Unparseable numbers become missing, or with
+        ``strict=True`` raise :class:`DataError` naming the column, the count and examples."""
         absent = [n for n in self.feature_names if n not in frame.columns]
         if absent:
             raise InvalidInputError(f"input lacks model features: {absent}", field=absent[0])
@@ -63,7 +64,14 @@ class FeatureEncoder:
                 codes = pd.Categorical(labels, categories=self.categories_[name]).codes
                 out[:, j] = np.where(codes < 0, np.nan, codes.astype(np.float64))
             else:
-                numbers, _ = parse_numeric(column)
+                numbers, bad = parse_numeric(column)
+                if strict and bad.any():
+                    raise DataError(
+                        f"column {name!r} holds non-numeric values",
+                        field=name,
+                        count=int(bad.sum()),
+                        examples=column[bad].astype(str).unique().tolist(),
+                    )
                 out[:, j] = numbers.to_numpy(dtype=np.float64)
         return out
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from creditops.errors import DataError, InvalidInputError
-from creditops.features.dataset import parse_numeric, read_table
+from creditops.errors import InvalidInputError
+from creditops.features.dataset import read_table
 from creditops.modeling.bundle import ScoringModel, check_frame_columns
 from creditops.modeling.explain import MAX_REASONS
 from creditops.services.context import AppContext
@@ -36,25 +36,13 @@ class ScoreOutcome:
         }
 
 
-def check_numeric_columns(frame: pd.DataFrame, model: ScoringModel) -> None:
-    """Refuse a scoring file with text in numeric columns rather than guess."""
-    for name in model.encoder.feature_names:
-        if model.spec.features[name] != "numeric":
-            continue
-        _, bad = parse_numeric(frame[name])
-        if bad.any():
-            examples = frame.loc[bad, name].astype(str).unique().tolist()
-            raise DataError(
-                f"column {name!r} holds non-numeric values",
-                field=name,
-                count=int(bad.sum()),
-                examples=examples,
-            )
-
-
 def scored_frame(frame: pd.DataFrame, model: ScoringModel, name: str, version: str) -> pd.DataFrame:
-    """Input columns plus model, pd, score, decision and reason_1..reason_4 (+ texts)."""
-    batch = model.score_frame(frame)
+    """Input columns plus model, pd, score, decision and reason_1..reason_4 (+ texts).
+
+    Text in a numeric column is refused (with examples) rather than scored as missing.
+    """
+    x = model.encoder.transform(frame, strict=True)
+    batch = model.score_encoded(x, frame)
     out = frame.copy()
     out["model_name"] = name
     out["model_version"] = version
@@ -74,7 +62,6 @@ def score_file(
     loaded = load_model(ctx, name, ref)
     frame = read_table(input_path)
     check_frame_columns(frame, loaded.model)
-    check_numeric_columns(frame, loaded.model)
     out = scored_frame(frame, loaded.model, name, loaded.info.version)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() in {".parquet", ".pq"}:
