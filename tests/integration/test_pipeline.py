@@ -168,6 +168,23 @@ def test_validate_promote_and_score_in_a_fresh_process(
     np.testing.assert_array_equal(scored["pd"].to_numpy(), in_memory)
 
 
+def test_score_refuses_text_in_a_numeric_column(
+    cli: CliRunner, taiwan_v1: dict[str, object], tmp_path: Path
+) -> None:
+    rows = pd.read_csv(DATA / "taiwan_credit_card.csv", nrows=6).drop(columns=["target"])
+    rows = rows.astype({"limit_bal": object})
+    rows.loc[2, "limit_bal"] = "lots"
+    rows.loc[4, "limit_bal"] = "many"
+    source = tmp_path / "applicants.csv"
+    rows.to_csv(source, index=False)
+    output = tmp_path / "scored.csv"
+    args = ["score", "--name", "taiwan", "--version", str(taiwan_v1["version"])]
+    code, out, err = invoke(cli, *args, "--input", str(source), "--output", str(output))
+    assert code != 0 and not output.exists()
+    assert "'limit_bal' holds non-numeric values" in err and "Traceback" not in err + out
+    assert "2 affected" in err and "lots" in err  # how many, and examples to fix
+
+
 def test_reason_codes_are_consistent_with_the_raw_score() -> None:
     spec = load_spec(DATA / "specs/taiwan.yaml")
     data = load_training_data(DATA / "taiwan_credit_card.csv", spec, max_dirty_share=0.01)
@@ -395,20 +412,3 @@ def test_tampered_artifact_is_refused(
     )
     assert code == 1
     assert "sha256" in err and "Traceback" not in err
-
-
-def test_score_refuses_text_in_a_numeric_column(
-    cli: CliRunner, taiwan_v1: dict[str, object], tmp_path: Path
-) -> None:
-    rows = pd.read_csv(DATA / "taiwan_credit_card.csv", nrows=6).drop(columns=["target"])
-    rows = rows.astype({"limit_bal": object})
-    rows.loc[2, "limit_bal"] = "lots"
-    rows.loc[4, "limit_bal"] = "many"
-    source = tmp_path / "applicants.csv"
-    rows.to_csv(source, index=False)
-    output = tmp_path / "scored.csv"
-    args = ["score", "--name", "taiwan", "--version", str(taiwan_v1["version"])]
-    code, out, err = invoke(cli, *args, "--input", str(source), "--output", str(output))
-    assert code != 0 and not output.exists()
-    assert "'limit_bal' holds non-numeric values" in err and "Traceback" not in err + out
-    assert "2 affected" in err and "lots" in err  # how many, and examples to fix
