@@ -283,25 +283,29 @@ def decision_dict(row: DecisionRow) -> dict[str, Any]:
     }
 
 
+# Decision columns exported as they are stored, in the export's column order.
+_EXPORT_FIELDS = (
+    "decision_id",
+    "application_id",
+    "model_name",
+    "model_version",
+    "policy_version",
+    "pd",
+    "score",
+    "decision",
+    "created_at",
+    "latency_ms",
+    "request_id",
+    "api_key_id",
+)
+
+
 def _export_rows(
     rows: Sequence[DecisionRow], columns: Mapping[str, bool]
 ) -> Iterator[dict[str, Any]]:
     """Flat rows with a fixed set of input columns (numeric ones as floats, others as text)."""
     for row in rows:
-        flat: dict[str, Any] = {
-            "decision_id": row.decision_id,
-            "application_id": row.application_id,
-            "model_name": row.model_name,
-            "model_version": row.model_version,
-            "policy_version": row.policy_version,
-            "pd": row.pd,
-            "score": row.score,
-            "decision": row.decision,
-            "created_at": row.created_at,
-            "latency_ms": row.latency_ms,
-            "request_id": row.request_id,
-            "api_key_id": row.api_key_id,
-        }
+        flat: dict[str, Any] = {name: getattr(row, name) for name in _EXPORT_FIELDS}
         for i in range(4):
             reason = row.reasons[i] if i < len(row.reasons) else None
             flat[f"reason_{i + 1}"] = reason["code"] if reason else None
@@ -352,18 +356,7 @@ def export_decisions(
 
     columns = _input_columns(sessions, since, model, chunk_size)
     names = [
-        "decision_id",
-        "application_id",
-        "model_name",
-        "model_version",
-        "policy_version",
-        "pd",
-        "score",
-        "decision",
-        "created_at",
-        "latency_ms",
-        "request_id",
-        "api_key_id",
+        *_EXPORT_FIELDS,
         *(f"reason_{i}" for i in range(1, 5)),
         *(f"input_{k}" for k in columns),
     ]
