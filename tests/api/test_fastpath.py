@@ -32,7 +32,7 @@ def pair(served_home: Path) -> Iterator[tuple[TestClient, TestClient]]:
     limits = {"max_batch": 50, "max_body_bytes": 200_000}
     fast = create_app(Settings(home=served_home, serve={**limits, "fast_path": True}))
     slow = create_app(Settings(home=served_home, serve={**limits, "fast_path": False}))
-    assert fast.state.fast_path is not None and slow.state.fast_path is None
+    assert fast.fast_path is not None and slow.fast_path is None
     with (
         TestClient(fast, raise_server_exceptions=False) as fast_client,
         TestClient(slow, raise_server_exceptions=False) as slow_client,
@@ -105,9 +105,9 @@ def test_valid_requests_are_served_by_the_fast_path_with_the_same_answer(
     fast, slow = pair
     path, body = VALID[case]
     headers = auth(keys["predict"]) | {"content-type": "application/json", "x-request-id": "r1"}
-    served = fast.app.state.fast_path.served  # type: ignore[attr-defined]
+    served = fast.app.fast_path.served  # type: ignore[attr-defined]
     answers = [c.post(path, content=body, headers=headers) for c in (fast, slow)]
-    assert fast.app.state.fast_path.served == served + 1  # type: ignore[attr-defined]
+    assert fast.app.fast_path.served == served + 1  # type: ignore[attr-defined]
     assert [a.status_code for a in answers] == [200, 200]
     assert answers[0].headers["content-type"] == answers[1].headers["content-type"]
     assert _comparable(answers[0].json()) == _comparable(answers[1].json())
@@ -120,9 +120,9 @@ def test_bad_requests_are_passed_to_fastapi_unchanged(
     fast, slow = pair
     path, body, extra = INVALID[case]
     headers = auth(keys["predict"]) | {"content-type": "application/json"} | extra
-    served = fast.app.state.fast_path.served  # type: ignore[attr-defined]
+    served = fast.app.fast_path.served  # type: ignore[attr-defined]
     answers = [c.post(path, content=body, headers=headers) for c in (fast, slow)]
-    assert fast.app.state.fast_path.served == served  # not answered by the fast path
+    assert fast.app.fast_path.served == served  # not answered by the fast path
     assert answers[0].status_code == answers[1].status_code
     assert answers[0].headers["content-type"] == answers[1].headers["content-type"]
     assert _comparable(answers[0].json()) == _comparable(answers[1].json())
@@ -142,12 +142,12 @@ def test_auth_failures_are_answered_by_fastapi(
     headers = {"content-type": "application/json"}
     if key is not None:
         headers |= auth(keys.get(key, key))
-    passed = fast.app.state.fast_path.passed_on  # type: ignore[attr-defined]
+    passed = fast.app.fast_path.passed_on  # type: ignore[attr-defined]
     answers = [
         c.post("/v1/models/taiwan/predict", content=_json(applicant(0)), headers=headers)
         for c in (fast, slow)
     ]
-    assert fast.app.state.fast_path.passed_on == passed + 1  # type: ignore[attr-defined]
+    assert fast.app.fast_path.passed_on == passed + 1  # type: ignore[attr-defined]
     assert [a.status_code for a in answers] == [status, status]
     assert answers[0].json() == answers[1].json()
     assert answers[0].headers.get("www-authenticate") == answers[1].headers.get("www-authenticate")

@@ -65,7 +65,7 @@ class EdgeMiddleware:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body:
             await self._too_large(scope, receive, send)
-            self._observe(scope, 413, started)
+            observe_request(self.metrics, scope, 413, started)
             return
         seen = {"bytes": 0}
 
@@ -87,16 +87,13 @@ class EdgeMiddleware:
         except BodyTooLargeError:
             await self._too_large(scope, receive, send)
             status["code"] = 413
-        self._observe(scope, status["code"], started)
+        observe_request(self.metrics, scope, status["code"], started)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(
             413, "payload_too_large", f"The request body exceeds {self.max_body} bytes."
         )
         await response(scope, receive, send)
-
-    def _observe(self, scope: Scope, status: int, started: float) -> None:
-        observe_request(self.metrics, scope, status, started)
 
 
 def observe_request(metrics: ServiceMetrics, scope: Scope, status: int, started: float) -> None:
@@ -195,7 +192,7 @@ def _commit_observer(metrics: ServiceMetrics) -> Callable[[int, float], None]:
     return observe
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> DecisionServiceApp:
     """Build the decision service for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
     ctx = AppContext(settings)
@@ -271,7 +268,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 metrics, scope, status, started
             ),
         )
-    app.state.fast_path = app.fast_path
     app.add_middleware(
         EdgeMiddleware, max_body_bytes=settings.serve.max_body_bytes, metrics=metrics
     )

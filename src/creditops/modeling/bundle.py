@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,14 +160,12 @@ class ScoringModel:
         self.policy = DecisionPolicy.model_validate(bundle.policy)
         self.booster: lgb.Booster | None = None
         self._single_row: SingleRowPredictor | None = None
-        self._treeshap: TreeShapExplainer | None = None
         self.scorecard: WoeScorecard | None = None
         if bundle.algorithm == "lightgbm":
             if bundle.booster is None:
                 raise IntegrityError("lightgbm bundle has no booster")
             self.booster = lgb.Booster(model_str=bundle.booster)
             self._single_row = SingleRowPredictor.create(self.booster)
-            self._treeshap = TreeShapExplainer.from_booster(self.booster)
             used = [c > 0 for c in self.booster.feature_importance(importance_type="split")]
         else:
             if bundle.scorecard is None:
@@ -178,6 +177,14 @@ class ScoringModel:
         self.families = ReasonFamilies.build(
             self.encoder.feature_names, self.spec.reason_catalogue(), used
         )
+
+    @cached_property
+    def _treeshap(self) -> TreeShapExplainer | None:
+        """The precomputed TreeSHAP tables, built on first use (about 30 ms for the demo
+        model): the API's single-applicant path and training never need them."""
+        if self.booster is None:
+            return None
+        return TreeShapExplainer.from_booster(self.booster)
 
     @classmethod
     def from_file(cls, path: Path, *, expected_sha256: str | None = None) -> ScoringModel:
