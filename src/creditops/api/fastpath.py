@@ -46,7 +46,7 @@ class FastRoute:
 
 
 class PredictFastPath:
-    """Serves matching POST requests itself; returns False for everything it passes on."""
+    """Serves well-formed, authorised predicts itself; hands every other request on."""
 
     def __init__(
         self,
