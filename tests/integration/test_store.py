@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, func, inspect, select, text
+from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -725,6 +725,42 @@ def hold_write_lock(path: Path, seconds: float) -> threading.Thread:
     thread.start()
     ready.wait(5)
     return thread
+
+
+def test_writer_splits_at_sqlite_variable_limit_and_keeps_a_submission_atomic(
+    sqlite_url: str,
+) -> None:
+    """A batch goes to SQLite as multi-row INSERTs; past the variable limit it takes several
+    statements in one transaction, and every value round-trips as the ORM would store it."""
+    eng = create_db_engine(sqlite_url)
+    columns = len(DecisionRow.__table__.columns)
+
+    @event.listens_for(eng, "connect")
+    def two_rows_per_statement(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 2 * columns + 1)
+
+    commits = CommitLog()
+    writer = DecisionLogWriter(eng, on_commit=commits)
+    writer.start()
+    rng = random.Random(21)
+    records = [make_record(rng, created_at=T0 + timedelta(seconds=i)) for i in range(5)]
+    try:
+        writer.submit(records).result(timeout=10)  # statements of 2, 2 and 1 rows
+        newcomers = [make_record(rng) for _ in range(4)]
+        error = writer.submit([*newcomers, records[0]]).exception(timeout=10)
+    finally:
+        writer.close()
+    assert commits.sizes == [5]
+    assert isinstance(error, DecisionLogError) and error.transient is False
+    assert isinstance(error.__cause__, SAIntegrityError)
+    assert sorted(stored_ids(eng)) == sorted(r.decision_id for r in records)  # none of 4 new
+    with session_factory(eng)() as session:
+        for record in records:
+            row = DecisionRepository(session).get(record.decision_id)
+            assert row is not None
+            stored = {name: getattr(row, name) for name in record.as_row()}
+            assert stored == record.as_row()
+    eng.dispose()
 
 
 def test_writer_retries_while_sqlite_is_busy(sqlite_url: str, tmp_path: Path) -> None:

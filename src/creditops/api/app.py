@@ -31,7 +31,7 @@ from creditops.api.routes.operations import add_operation_routes
 from creditops.api.routes.predict import THREAD_BATCH_ROWS, add_model_routes
 from creditops.api.routes.system import add_system_routes
 from creditops.api.security import Authenticator, Principal
-from creditops.api.state import ApiState, ModelControls, reason_pool
+from creditops.api.state import ApiState, ModelControls
 from creditops.errors import CreditopsError
 from creditops.services.context import AppContext
 from creditops.services.serving import load_router, refresh_router
@@ -222,20 +222,16 @@ def create_app(settings: Settings | None = None) -> DecisionServiceApp:
         engine=engine,
     )
 
-    state.batcher = DecisionBatcher(
-        settings.serve.reasons_for, state.run_reasons, max_rows=THREAD_BATCH_ROWS
-    )
+    state.batcher = DecisionBatcher(settings.serve.reasons_for, max_rows=THREAD_BATCH_ROWS)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         writer.start()
-        state.reason_pool = reason_pool()  # a fresh one per lifespan (tests restart apps)
         watcher = asyncio.create_task(_watch_aliases(state))
         try:
             yield
         finally:
             watcher.cancel()
-            state.reason_pool.shutdown(wait=True)
             writer.close()
             engine.dispose()
 

@@ -5,9 +5,10 @@ them one by one pays NumPy's and LightGBM's per-call overhead once per applicant
 them together pays it once per turn. :class:`DecisionBatcher` collects the applicants that
 ask for a decision before the loop gets back to it (it schedules one flush with
 ``call_soon``, so no request waits for a timer) and decides them with one call of
-:func:`decide_offloading_reasons` per served model version. Each request still gets its own
-result; if a batch fails as a whole, its applicants are decided one by one so that an error
-reaches only the request it belongs to.
+:func:`decide` per served model version, inline in that callback: scoring a batch is pure
+CPU work under the GIL, so a hand-off to another thread or task would only add latency
+(decision 0006). Each request still gets its own result; if a batch fails as a whole, its
+applicants are decided one by one so that an error reaches only the request it belongs to.
 
 Scores do not depend on batching: every step is row-wise, and the tests compare batched and
 single decisions.
@@ -16,28 +17,23 @@ single decisions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
 
 from creditops.modeling.bundle import ReasonsFor
-from creditops.services.serving import (
-    Application,
-    DecisionResult,
-    RunBlocking,
-    ServingSlot,
-    decide_offloading_reasons,
-)
+from creditops.services.serving import Application, DecisionResult, ServingSlot, decide
+
+log = logging.getLogger(__name__)
 
 _Waiting = tuple[Application, "asyncio.Future[DecisionResult]"]
 
 
 class DecisionBatcher:
-    def __init__(self, reasons: ReasonsFor, run_blocking: RunBlocking, max_rows: int) -> None:
+    def __init__(self, reasons: ReasonsFor, max_rows: int) -> None:
         self._reasons = reasons
-        self._run_blocking = run_blocking
         self._max_rows = max_rows
         self._pending: dict[tuple[int, bool], tuple[ServingSlot, list[_Waiting]]] = {}
         self._scheduled = False
-        self.batches = 0  # flushed batches (for tests and debugging)
+        self.batches = 0  # decided batches (for tests and debugging)
         self.rows = 0
 
     async def decide(
@@ -49,7 +45,7 @@ class DecisionBatcher:
         waiting = self._pending.setdefault(key, (slot, []))[1]
         waiting.append((application, future))
         if len(waiting) >= self._max_rows:
-            self._start(key)
+            self._run(key)
         elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -58,26 +54,23 @@ class DecisionBatcher:
     def _flush(self) -> None:
         self._scheduled = False
         for key in list(self._pending):
-            self._start(key)
+            self._run(key)
 
-    def _start(self, key: tuple[int, bool]) -> None:
+    def _run(self, key: tuple[int, bool]) -> None:
         slot, waiting = self._pending.pop(key)
+        suspended = key[1]
         self.batches += 1
         self.rows += len(waiting)
-        task = asyncio.get_running_loop().create_task(self._run(slot, waiting, key[1]))
-        _running.add(task)
-        task.add_done_callback(_running.discard)
-
-    async def _run(self, slot: ServingSlot, waiting: list[_Waiting], suspended: bool) -> None:
         try:
-            results = await self._decide(slot, [a for a, _ in waiting], suspended)
+            results = self._decide(slot, [a for a, _ in waiting], suspended)
         except Exception as exc:
             if len(waiting) == 1:
                 _settle(waiting[0][1], None, exc)
                 return
+            log.warning("a batch of %d decisions failed; deciding them one by one", len(waiting))
             for application, future in waiting:  # isolate the failing applicant
                 try:
-                    one = await self._decide(slot, [application], suspended)
+                    one = self._decide(slot, [application], suspended)
                 except Exception as one_exc:
                     _settle(future, None, one_exc)
                 else:
@@ -86,19 +79,10 @@ class DecisionBatcher:
         for (_, future), result in zip(waiting, results, strict=True):
             _settle(future, result, None)
 
-    async def _decide(
-        self, slot: ServingSlot, applications: Sequence[Application], suspended: bool
+    def _decide(
+        self, slot: ServingSlot, applications: list[Application], suspended: bool
     ) -> list[DecisionResult]:
-        return await decide_offloading_reasons(
-            slot,
-            applications,
-            reasons=self._reasons,
-            suspended=suspended,
-            run_blocking=self._run_blocking,
-        )
-
-
-_running: set[asyncio.Task[None]] = set()  # keeps flush tasks referenced until they finish
+        return decide(slot, applications, reasons=self._reasons, suspended=suspended)
 
 
 def _settle(

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,10 +22,6 @@ from creditops.store.decision_log import DecisionLogWriter, DecisionRecord
 from creditops.store.repositories import ModelControlRepository
 
 APPROVAL_WINDOW = 1000
-
-
-def reason_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(2, thread_name_prefix="creditops-reasons")
 
 
 class ModelControls:
@@ -65,19 +57,10 @@ class ApiState:
     controls: ModelControls
     metrics: ServiceMetrics
     engine: Engine
-    # TreeSHAP for reason codes runs here, off the event loop (LightGBM releases the GIL).
-    reason_pool: ThreadPoolExecutor = field(default_factory=lambda: reason_pool())
     fast_routes: dict[str, FastRoute] = field(default_factory=dict)  # see api/fastpath.py
     batcher: DecisionBatcher | None = None  # see api/batching.py; set by the app factory
     _recent: dict[str, deque[bool]] = field(default_factory=dict)
     _approved: dict[str, int] = field(default_factory=dict)  # approvals in _recent
-
-    async def run_reasons(
-        self,
-        work: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]],
-        rows: npt.NDArray[np.float64],
-    ) -> npt.NDArray[np.float64]:
-        return await asyncio.get_running_loop().run_in_executor(self.reason_pool, work, rows)
 
     @staticmethod
     def to_record(

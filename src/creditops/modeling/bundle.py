@@ -42,7 +42,6 @@ ReasonsFor = Literal["all", "adverse", "none"]
 BUNDLE_FORMAT = 1
 PARALLEL_ROWS = 1000
 SINGLE_ROW_CALLS_MAX = 32  # up to this many rows, score row by row via the C single-row API
-TABLE_SHAP_MIN_ROWS = 2  # fewer rows: LightGBM's own TreeSHAP (see ScoringModel.contributions)
 
 
 def _threads(x: npt.NDArray[np.float64]) -> int:
@@ -181,10 +180,15 @@ class ScoringModel:
     @cached_property
     def _treeshap(self) -> TreeShapExplainer | None:
         """The precomputed TreeSHAP tables, built on first use (about 30 ms for the demo
-        model): the API's single-applicant path and training never need them."""
+        model; training never needs them). The API builds them when it loads a model
+        (:meth:`prepare_for_serving`), so no request pays for that."""
         if self.booster is None:
             return None
         return TreeShapExplainer.from_booster(self.booster)
+
+    def prepare_for_serving(self) -> None:
+        """Build what the first decision would otherwise build: the TreeSHAP tables."""
+        _ = self._treeshap
 
     @classmethod
     def from_file(cls, path: Path, *, expected_sha256: str | None = None) -> ScoringModel:
@@ -206,20 +210,18 @@ class ScoringModel:
         return self.scorecard.decision_function(x)
 
     def contributions(
-        self, x: npt.NDArray[np.float64], *, releasing_gil: bool = False
+        self, x: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Per-feature contributions and base values; their sum equals :meth:`margin`.
 
-        LightGBM models: path-dependent TreeSHAP. Several rows use the precomputed tables of
+        LightGBM models: exact path-dependent TreeSHAP from the precomputed tables of
         :mod:`creditops.modeling.treeshap` (the same numbers as LightGBM's ``pred_contrib``,
-        2-4x faster for batches) unless the model is one they do not cover. A single row
-        (the API's one-applicant request) uses LightGBM's C++: measured in the running
-        service it is the better choice there, because it releases the GIL, so the event
-        loop's other requests and the decision-log writer go on meanwhile on the other core
-        (benchmarks/README.md has the figures). ``releasing_gil=True`` always uses LightGBM,
-        for callers in a worker thread that want the GIL free for the event loop meanwhile.
+        3x faster for one row and 2-4x for batches), or LightGBM's own for a model the
+        tables do not cover. The tables run under the GIL, on the caller's thread; on the
+        API's hot path that measured better than LightGBM's in a worker thread, whose GIL
+        hand-offs cost more latency than they saved (decision 0006).
         """
-        if self._treeshap is not None and x.shape[0] >= TABLE_SHAP_MIN_ROWS and not releasing_gil:
+        if self._treeshap is not None:
             full = self._treeshap.contributions(x)
             return full[:, :-1], full[:, -1]
         if self.booster is not None:
@@ -232,12 +234,10 @@ class ScoringModel:
         contrib = self.scorecard.contributions(x)
         return contrib, np.full(x.shape[0], self.scorecard.base_value_, dtype=np.float64)
 
-    def reason_contributions(
-        self, x: npt.NDArray[np.float64], *, releasing_gil: bool = False
-    ) -> npt.NDArray[np.float64]:
+    def reason_contributions(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """What pushes each applicant towards default (TreeSHAP, or scorecard shortfall)."""
         if self.booster is not None:
-            return self.contributions(x, releasing_gil=releasing_gil)[0]
+            return self.contributions(x)[0]
         assert self.scorecard is not None
         return self.scorecard.reason_contributions(x)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,7 @@ def refresh_router(ctx: AppContext, router: ModelRouter) -> list[str]:
         if current is None or current.version == slot.version:
             continue
         loaded = load_model(ctx, slot.name, current.version)
+        loaded.model.prepare_for_serving()
         if loaded.model.spec.features != slot.model.spec.features:
             changes.append(
                 f"{slot.name}: production is now v{current.version} with different features; "
@@ -95,6 +96,7 @@ def load_router(ctx: AppContext, names: Sequence[str]) -> ModelRouter:
     slots = {}
     for name in names:
         loaded = load_model(ctx, name, "production")
+        loaded.model.prepare_for_serving()
         slots[name] = ServingSlot(name, loaded.info.version, loaded.model, loaded.info)
     return ModelRouter(slots)
 
@@ -157,38 +159,6 @@ def decide(
     x, raw = _encode(model, applications)
     batch = model.score_encoded(x, raw, reasons=reasons)
     return _results(slot, applications, batch, suspended=suspended)
-
-
-async def decide_offloading_reasons(
-    slot: ServingSlot,
-    applications: Sequence[Application],
-    *,
-    reasons: ReasonsFor,
-    suspended: bool,
-    run_blocking: RunBlocking,
-) -> list[DecisionResult]:
-    """:func:`decide` for an event loop: the cheap scoring runs inline, the TreeSHAP behind
-    the reason codes goes to ``run_blocking`` (a worker thread), so the loop serves other
-    requests meanwhile. LightGBM's TreeSHAP releases the GIL, so it runs in parallel."""
-    model = slot.model
-    x, raw = _encode(model, applications)
-    scored = model.score_without_reasons(x, raw)
-    rows = scored.rows_needing_reasons(reasons)
-    contributions = await run_blocking(_gil_free_reasons(model), x[rows]) if rows.size else None
-    batch = model.with_reasons(scored, rows, contributions)
-    return _results(slot, applications, batch, suspended=suspended)
-
-
-def _gil_free_reasons(
-    model: ScoringModel,
-) -> Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]:
-    return partial(model.reason_contributions, releasing_gil=True)
-
-
-RunBlocking = Callable[
-    [Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]], npt.NDArray[np.float64]],
-    Awaitable[npt.NDArray[np.float64]],
-]
 
 
 def _encode(

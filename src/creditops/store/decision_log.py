@@ -4,9 +4,10 @@ The decision service must durably record each decision before it answers, but a 
 request would cost one fsync per request (``synchronous=FULL`` on SQLite, WAL flush on
 PostgreSQL) and serialize all workers on the write lock. Instead requests hand their records
 to one writer thread and wait: the thread takes whatever has queued up (up to ``max_batch``
-records, waiting at most ``max_wait_ms`` for more), inserts it with one executemany in ONE
-transaction, commits, and only then resolves the futures of that batch. Under load many
-requests share one fsync; when idle a request waits at most ``max_wait_ms`` extra.
+records, waiting at most ``max_wait_ms`` for more), inserts it in ONE transaction (on
+SQLite as multi-row INSERT statements, elsewhere with one executemany), commits, and only
+then resolves the futures of that batch. Under load many requests share one fsync; when
+idle a request waits at most ``max_wait_ms`` extra.
 
 Guarantees: a future resolves successfully only after the COMMIT containing its records
 returned; a submission (one ``submit`` call) is atomic, never split across transactions; a
@@ -23,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 import time
 import uuid
@@ -123,7 +125,8 @@ class _PreparedInsert:
     for statement caching, event dispatch and result set-up on every transaction; here the
     statement is compiled once, each column's own bind processor (the same functions
     SQLAlchemy would call: the JSON serializer, ``UTCDateTime``) is looked up once, and the
-    rows go to the driver's ``executemany`` on one long-lived pooled connection.
+    rows go to the driver on one long-lived pooled connection: ``executemany`` in general,
+    multi-row statements on SQLite (:meth:`sqlite_statements`).
     """
 
     def __init__(self, engine: Engine, table: Table) -> None:
@@ -142,6 +145,34 @@ class _PreparedInsert:
         ]
         self.is_sqlite = dialect.name == "sqlite"
         self.dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+        head, values, tail = self.sql.partition(" VALUES ")
+        if self.is_sqlite and (not values or not tail.startswith("(") or not tail.endswith(")")):
+            raise RuntimeError(f"unexpected INSERT for SQLite: {self.sql}")  # pragma: no cover
+        self._sqlite_head, self._sqlite_row = head + values, tail
+        self._sqlite_sql: dict[int, str] = {}
+
+    def sqlite_statements(
+        self, rows: list[tuple[Any, ...]], max_variables: int
+    ) -> list[tuple[str, list[Any]]]:
+        """``rows`` as few multi-row ``INSERT ... VALUES (...), (...)`` statements as
+        SQLite's variable limit allows, each with its flat parameter list.
+
+        The sqlite3 module releases the GIL around every ``sqlite3_step``, so
+        ``executemany`` gives the GIL away and must win it back once per row; under load the
+        event loop holds it, and each win-back waited for the loop. One statement per batch
+        needs one step (decision 0006).
+        """
+        per_statement = max(1, max_variables // len(self.names))
+        statements = []
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            sql = self._sqlite_sql.get(len(chunk))
+            if sql is None:
+                sql = self._sqlite_head + ", ".join([self._sqlite_row] * len(chunk))
+                if len(self._sqlite_sql) < 64:  # the common sizes; the rest built each time
+                    self._sqlite_sql[len(chunk)] = sql
+            statements.append((sql, [value for row in chunk for value in row]))
+        return statements
 
     def row(self, record: DecisionRecord) -> tuple[Any, ...]:
         values = [getattr(record, name) for name in self.names]
@@ -188,6 +219,7 @@ class DecisionLogWriter:
         self._table: Table = DecisionRow.__table__  # type: ignore[assignment]
         self._prepared = _PreparedInsert(engine, self._table)
         self._connection: PoolProxiedConnection | None = None  # owned by the writer thread
+        self._max_variables: int | None = None
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000.0
         self._on_commit = on_commit
@@ -369,9 +401,16 @@ class DecisionLogWriter:
         connection = self._connection
         cursor = connection.cursor()
         try:
-            if prepared.is_sqlite:  # the engine turned the sqlite3 module's BEGIN off
-                cursor.execute("BEGIN IMMEDIATE")
-            cursor.executemany(prepared.sql, prepared.parameters(rows))
+            if prepared.is_sqlite:
+                # The engine turned the sqlite3 module's BEGIN off: a single statement is a
+                # transaction of its own (autocommit), several need an explicit one.
+                statements = prepared.sqlite_statements(rows, self._sqlite_max_variables())
+                if len(statements) > 1:
+                    cursor.execute("BEGIN IMMEDIATE")
+                for sql, parameters in statements:
+                    cursor.execute(sql, parameters)
+            else:
+                cursor.executemany(prepared.sql, prepared.parameters(rows))
             cursor.close()
             connection.commit()
         except prepared.dbapi_error as exc:
@@ -392,6 +431,16 @@ class DecisionLogWriter:
                 cursor.close()
             self._drop_connection(invalidate=True)
             raise
+
+    def _sqlite_max_variables(self) -> int:
+        """SQLite's limit on bound parameters per statement (32766 by default since 3.32,
+        999 before), read from the connection once."""
+        if self._max_variables is None:
+            driver = self._connection.driver_connection if self._connection else None
+            getlimit = getattr(driver, "getlimit", None)  # Python 3.11+
+            limit = sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER
+            self._max_variables = int(getlimit(limit)) if getlimit else 999
+        return self._max_variables
 
     def _drop_connection(self, *, invalidate: bool) -> None:
         """Give the connection back (after a failure: roll back and discard it)."""

@@ -26,7 +26,6 @@ from creditops.services.serving import (
     DecisionResult,
     ServingSlot,
     decide,
-    decide_offloading_reasons,
     explain,
 )
 
@@ -91,13 +90,7 @@ async def run_decisions(
         one = await state.batcher.decide(slot, applications[0], suspended=suspended)
         results = [one]
     else:
-        results = await decide_offloading_reasons(
-            slot,
-            applications,
-            reasons=reasons,
-            suspended=suspended,
-            run_blocking=state.run_reasons,
-        )
+        results = decide(slot, applications, reasons=reasons, suspended=suspended)
     latency_ms = (time.perf_counter() - started) * 1000.0
     request_id = request.headers.get("x-request-id") or results[0].decision_id
     await state.decision_log.write(
