@@ -81,6 +81,14 @@ class ServeSettings(BaseModel):
         "path (same models, auth and responses; anything else goes through FastAPI). Off: "
         "every request goes through FastAPI.",
     )
+    batch_wait_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="Dynamic batching of single-applicant requests: while requests keep "
+        "arriving, the event loop gathers them for up to this long before it scores them "
+        "together (0: only those ready in the same loop turn).",
+    )
     reload_interval_s: float = Field(
         default=30.0,
         ge=0,

@@ -97,3 +97,52 @@ def test_suspended_and_live_requests_are_batched_apart(
         assert result.suspended == (i % 2 == 0)
         if result.suspended:
             assert result.decision == "review" and result.reasons[0].code == "SUSPENDED"
+
+
+def test_requests_arriving_over_several_loop_turns_share_a_batch(
+    slot_and_apps: tuple[ServingSlot, list[Application]],
+) -> None:
+    """While applicants keep arriving turn after turn, the batch waits for them; once a turn
+    brings none it is decided. With no wait allowed, each turn's arrivals go alone."""
+    slot, apps = slot_and_apps
+
+    async def one_per_turn(batcher: DecisionBatcher, count: int) -> list[DecisionResult]:
+        tasks = []
+        for app in apps[:count]:
+            tasks.append(asyncio.ensure_future(batcher.decide(slot, app, suspended=False)))
+            await asyncio.sleep(0)  # the next applicant arrives one loop turn later
+        return await asyncio.gather(*tasks)
+
+    patient = DecisionBatcher("adverse", max_rows=16, max_wait_ms=1000.0)
+    results = asyncio.run(one_per_turn(patient, 6))
+    assert (patient.batches, patient.rows) == (1, 6)
+    for app, result in zip(apps[:6], results, strict=True):
+        _same(result, decide(slot, [app], reasons="adverse", suspended=False)[0])
+
+    eager = DecisionBatcher("adverse", max_rows=16, max_wait_ms=0.0)
+    asyncio.run(one_per_turn(eager, 6))
+    assert eager.rows == 6 and eager.batches >= 3  # no waiting: a batch per turn or two
+
+
+def test_the_wait_is_bounded_while_applicants_keep_arriving(
+    slot_and_apps: tuple[ServingSlot, list[Application]],
+) -> None:
+    slot, apps = slot_and_apps
+    batcher = DecisionBatcher("adverse", max_rows=1000, max_wait_ms=5.0)
+
+    async def steady_stream() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = asyncio.ensure_future(batcher.decide(slot, apps[0], suspended=False))
+        stream = []
+        while not first.done():  # one new applicant every turn, never a quiet turn
+            app = apps[(len(stream) + 1) % len(apps)]
+            stream.append(asyncio.ensure_future(batcher.decide(slot, app, suspended=False)))
+            await asyncio.sleep(0)
+        waited = loop.time() - started
+        await asyncio.gather(*stream)
+        return waited
+
+    waited = asyncio.run(steady_stream())
+    assert batcher.batches >= 1 and batcher.rows > 1
+    assert 0.005 <= waited < 0.5  # decided once 5 ms had passed, not when the stream ended

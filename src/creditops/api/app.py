@@ -222,7 +222,11 @@ def create_app(settings: Settings | None = None) -> DecisionServiceApp:
         engine=engine,
     )
 
-    state.batcher = DecisionBatcher(settings.serve.reasons_for, max_rows=THREAD_BATCH_ROWS)
+    state.batcher = DecisionBatcher(
+        settings.serve.reasons_for,
+        max_rows=THREAD_BATCH_ROWS,
+        max_wait_ms=settings.serve.batch_wait_ms,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
