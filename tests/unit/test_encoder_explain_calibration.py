@@ -33,11 +33,19 @@ def test_encoder_frame_and_row_paths_agree() -> None:
     rows = [{"amount": 7, "region": "a"}, {"region": "unseen"}, {"amount": "3", "region": 3}]
     stacked = np.vstack([enc.encode_row(r) for r in rows])
     np.testing.assert_array_equal(stacked, x)
+    np.testing.assert_array_equal(enc.encode_rows(rows), x)  # the API's batch path
+    numpy_scalars = {"amount": np.float32(7.0), "region": "a"}
+    np.testing.assert_array_equal(
+        enc.encode_rows([numpy_scalars, {"amount": np.int64(3)}])[:, 0], [7.0, 3.0]
+    )
+    assert enc.encode_rows([]).shape == (0, 2)
 
 
 def test_encoder_row_rejects_text_in_numeric() -> None:
     with pytest.raises(InvalidInputError, match="'amount' must be numeric"):
         _encoder().encode_row({"amount": "lots"})
+    with pytest.raises(InvalidInputError, match="'amount' must be numeric, got True"):
+        _encoder().encode_rows([{"amount": 1.0}, {"amount": True}])
 
 
 def test_encoder_roundtrip() -> None:

@@ -43,3 +43,10 @@ def test_single_row_raw_score_equals_booster_predict(early_stopping: bool) -> No
     assert fast.raw_score(x[:1]) == expected[0]
     with pytest.raises(ValueError, match="expected 5 features"):
         fast.raw_score(x[0, :4])
+    # several rows at once, from a strided (non-contiguous) view too
+    np.testing.assert_array_equal(fast.raw_scores(x[:50]), expected[:50])
+    np.testing.assert_array_equal(fast.raw_scores(x[::7]), expected[::7])
+    np.testing.assert_array_equal(fast.raw_scores(np.asfortranarray(x[:9])), expected[:9])
+    assert fast.raw_scores(x[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="expected 5 features"):
+        fast.raw_scores(x[:3, :4])

@@ -76,25 +76,34 @@ class FeatureEncoder:
         return out
 
     def encode_row(self, values: Mapping[str, Any]) -> npt.NDArray[np.float64]:
-        """Encode one applicant given as a mapping; the per-request fast path (no DataFrame)."""
-        # a Python list filled first, one array at the end: cheaper than item assignment
-        row = [math.nan] * self.n_features
-        for j, (name, is_cat) in enumerate(zip(self.feature_names, self.categorical, strict=True)):
-            value = values.get(name)
-            if value is None:
-                continue
-            if is_cat:
-                row[j] = self._lookup[name].get(_category_key(value), math.nan)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                row[j] = float(value)
-            else:
-                try:
-                    row[j] = float(str(value).strip())
-                except ValueError:
-                    raise InvalidInputError(
-                        f"feature {name!r} must be numeric, got {value!r}", field=name
-                    ) from None
-        return np.array([row], dtype=np.float64)
+        """Encode one applicant given as a mapping, as a ``(1, n_features)`` array."""
+        return self.encode_rows([values])
+
+    def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> npt.NDArray[np.float64]:
+        """Encode applicants given as mappings; the API's path (no DataFrame). Equal to
+        :meth:`transform` on the same values, except that text in a numeric feature raises
+        :class:`InvalidInputError` naming the feature."""
+        plan = [
+            (name, self._lookup[name] if is_cat else None)
+            for name, is_cat in zip(self.feature_names, self.categorical, strict=True)
+        ]
+        nan = math.nan
+        encoded = []
+        for values in rows:
+            # Python lists filled first and one array at the end: cheaper than item assignment
+            row = []
+            for name, lookup in plan:
+                value = values.get(name)
+                if value is None:
+                    row.append(nan)
+                elif lookup is not None:
+                    row.append(lookup.get(_category_key(value), nan))
+                elif type(value) is float or type(value) is int:  # exactly: bool is not a number
+                    row.append(float(value))
+                else:
+                    row.append(_parse_number(name, value))
+            encoded.append(row)
+        return np.array(encoded, dtype=np.float64).reshape(len(encoded), len(plan))
 
     def decode_value(self, feature: str, code: float) -> object:
         """The original value behind an encoded cell (for reason-code payloads)."""
@@ -137,3 +146,14 @@ def _category_key(value: object) -> str:
     if np.isfinite(number) and number.is_integer():
         return str(int(number))
     return text
+
+
+def _parse_number(name: str, value: object) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):  # e.g. NumPy scalars
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise InvalidInputError(
+            f"feature {name!r} must be numeric, got {value!r}", field=name
+        ) from None

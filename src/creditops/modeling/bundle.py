@@ -200,8 +200,7 @@ class ScoringModel:
         if self._single_row is not None and x.shape[0] <= SINGLE_ROW_CALLS_MAX:
             # a few rows (one applicant, or the API's dynamic batch): one cheap C call per
             # row beats Booster.predict's fixed Python cost of about 20 us
-            fast = self._single_row
-            return np.fromiter((fast.raw_score(row) for row in x), np.float64, x.shape[0])
+            return self._single_row.raw_scores(x)
         if self.booster is not None:
             return np.asarray(
                 self.booster.predict(x, raw_score=True, num_threads=_threads(x)), dtype=np.float64

@@ -63,13 +63,22 @@ class SingleRowPredictor:
 
     def __init__(self, lib: Any, booster: lgb.Booster, handle: ctypes.c_void_p) -> None:
         self._lib = lib
-        self._predict = _gil_holding(lib).LGBM_BoosterPredictForMatSingleRowFast
+        predict = _gil_holding(lib).LGBM_BoosterPredictForMatSingleRowFast
+        # Declared, so that plain integer addresses can be passed: building a ctypes pointer
+        # object per row cost more than the prediction.
+        predict.argtypes = [
+            ctypes.c_void_p,  # fast config handle
+            ctypes.c_void_p,  # the row's float64 values
+            ctypes.POINTER(ctypes.c_int64),  # out: number of results
+            ctypes.c_void_p,  # out: the raw score (float64)
+        ]
+        predict.restype = ctypes.c_int
+        self._predict = predict
         self._booster = booster  # keeps the booster (and its C handle) alive
         self._handle = handle
         self._width = booster.num_feature()
-        self._out = np.zeros(1, dtype=np.float64)
-        self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._out_len = ctypes.c_int64(0)
+        self._out_len_ref = ctypes.pointer(self._out_len)
         self._lock = threading.Lock()
         weakref.finalize(self, _free, lib, handle)
 
@@ -100,18 +109,23 @@ class SingleRowPredictor:
 
     def raw_score(self, row: npt.NDArray[np.float64]) -> float:
         """The raw score of one row (shape ``(n_features,)`` or ``(1, n_features)``)."""
-        data = np.ascontiguousarray(row, dtype=np.float64).reshape(-1)
-        if data.shape[0] != self._width:
-            raise ValueError(f"expected {self._width} features, got {data.shape[0]}")
+        return float(self.raw_scores(np.reshape(row, (1, -1)))[0])
+
+    def raw_scores(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The raw scores of the rows of ``x`` (shape ``(rows, n_features)``), one C call each
+        (for a few rows; ``Booster.predict`` is the better choice for many)."""
+        data = np.ascontiguousarray(x, dtype=np.float64)
+        if data.ndim != 2 or data.shape[1] != self._width:
+            raise ValueError(f"expected {self._width} features, got shape {data.shape}")
+        out = np.empty(data.shape[0], dtype=np.float64)
+        row_bytes, out_bytes = data.strides[0], out.itemsize
+        row_at, out_at = data.ctypes.data, out.ctypes.data
+        predict, handle, out_len = self._predict, self._handle, self._out_len_ref
         with self._lock:
-            status = self._predict(
-                self._handle,
-                data.ctypes.data_as(ctypes.c_void_p),
-                ctypes.byref(self._out_len),
-                self._out_ptr,
-            )
-            if status != 0:
-                message = self._lib.LGBM_GetLastError()  # restype c_char_p, set by lightgbm
-                text = message.decode() if isinstance(message, bytes) else str(message)
-                raise lgb.basic.LightGBMError(text)
-            return float(self._out[0])
+            for i in range(data.shape[0]):
+                status = predict(handle, row_at + i * row_bytes, out_len, out_at + i * out_bytes)
+                if status != 0:
+                    message = self._lib.LGBM_GetLastError()  # restype c_char_p, set by lightgbm
+                    text = message.decode() if isinstance(message, bytes) else str(message)
+                    raise lgb.basic.LightGBMError(text)
+        return out

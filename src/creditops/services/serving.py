@@ -165,10 +165,7 @@ def _encode(
     model: ScoringModel, applications: Sequence[Application]
 ) -> tuple[npt.NDArray[np.float64], dict[str, list[Any]] | None]:
     encoder = model.encoder
-    if len(applications) == 1:
-        x = encoder.encode_row(applications[0].features)
-    else:
-        x = np.vstack([encoder.encode_row(a.features) for a in applications])
+    x = encoder.encode_rows([a.features for a in applications])
     raw = {f: [a.features.get(f) for a in applications] for f in model.policy.knockout_features()}
     return x, raw or None
 
