@@ -10,6 +10,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from creditops.services.context import AppContext
+from creditops.services.models import load_model
+from creditops.services.serving import load_router
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.repositories import DecisionRepository
@@ -189,6 +192,14 @@ def test_explain_sums_to_raw_score(client: TestClient, keys: dict[str, str]) -> 
     total = body["base_value"] + sum(c["contribution"] for c in body["contributions"])
     assert total == pytest.approx(body["raw_score"], abs=1e-9)
     assert {c["feature"] for c in body["contributions"]} >= {"pay_0", "limit_bal"}
+
+
+def test_loading_for_service_builds_the_treeshap_tables(served_home: Path) -> None:
+    """The first decision must not pay for building the tables (about 30 ms)."""
+    ctx = AppContext(Settings(home=served_home))
+    model = load_router(ctx, ["taiwan"]).route("taiwan").model
+    assert "_treeshap" in vars(model) and model._treeshap is not None
+    assert "_treeshap" not in vars(load_model(ctx, "taiwan", "production").model)
 
 
 def test_metrics_are_exported(client: TestClient, keys: dict[str, str]) -> None:
