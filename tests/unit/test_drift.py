@@ -17,23 +17,23 @@ from creditops.errors import ConfigError, DataError, InvalidInputError
 from creditops.features.dataset import normalise_categorical
 from creditops.modeling.profile import build_reference_profile, decile_edges
 from creditops.monitoring import drift_stats as ds
-from creditops.monitoring.drift import (
-    ApprovalCounts,
+from creditops.monitoring.drift import Hysteresis
+from creditops.monitoring.drift_binned import (
     BinnedAccumulator,
     CategoricalCounts,
-    DriftConfig,
-    FeatureOverride,
-    Hysteresis,
     NumericCounts,
-    PredictionDriftConfig,
     aggregate_numeric,
     count_numeric,
     data_drift_binned,
-    data_drift_exact,
     drift_from_profile,
     numeric_grid,
+)
+from creditops.monitoring.drift_config import DriftConfig, FeatureOverride
+from creditops.monitoring.drift_exact import data_drift_exact, prepare_reference
+from creditops.monitoring.prediction_drift import (
+    ApprovalCounts,
+    PredictionDriftConfig,
     prediction_drift,
-    prepare_reference,
 )
 
 pytestmark = pytest.mark.unit

@@ -1,18 +1,16 @@
-"""Data drift and prediction drift of a model's inputs and outputs against its reference.
+"""Data drift of a model's inputs against its reference: the results and the judgement.
 
-The house pattern: configuration (:class:`DriftConfig`, :class:`PredictionDriftConfig`:
-small, serialisable, fingerprinted) -> calculation (:func:`data_drift_exact`,
-:func:`data_drift_binned`, :func:`drift_from_profile`, :func:`prediction_drift`: pure) ->
-result (:class:`DriftResult`, :class:`FeatureDrift`, :class:`PredictionDriftResult`,
-``to_dict()``) -> condition (levels from the thresholds, and :class:`Hysteresis` across
-windows). The statistics live in :mod:`creditops.monitoring.drift_stats`.
+The house pattern: configuration (:mod:`creditops.monitoring.drift_config`: small,
+serialisable, fingerprinted) -> calculation (pure: :mod:`creditops.monitoring.drift_exact` on
+raw frames, :mod:`creditops.monitoring.drift_binned` on the training-time reference profile)
+-> result (:class:`DriftResult`, :class:`FeatureDrift`, ``to_dict()``) -> condition (levels
+from the thresholds, and :class:`Hysteresis` across windows). Prediction drift follows the
+same pattern in :mod:`creditops.monitoring.prediction_drift`; the statistics live in
+:mod:`creditops.monitoring.drift_stats`.
 
-**Modes.** *Exact* compares raw samples: a reference frame (or its
-:func:`prepare_reference`, which sorts every column once so repeated checks do not) with a
-current frame; p-values equal scipy's. *Binned* compares the model's reference profile
-(built at training time) with counts aggregated into its bins: :func:`aggregate_numeric`
-or a :class:`BinnedAccumulator` fed chunk by chunk in bounded memory. Binned KS and
-Wasserstein are approximate (see :func:`~creditops.monitoring.drift_stats.binned_compare`).
+This module holds the results and what both modes share, defined below: a feature measured
+from its reference and current bin counts and judged, the features combined into the
+dataset's score and level, and the checks and parsing of input frames.
 
 **Per feature.** Numeric features get the two-sample KS test, the Wasserstein distance and
 the PSI over the reference decile bins (frozen: the profile's ``edges``, or in exact mode the
@@ -49,20 +47,14 @@ above ``critical_share`` 0.3).
 and the most frequent examples). A profile keeps only its top categories plus an ``other``
 count; when that count is non-zero, current categories outside the list are pooled into
 ``other`` and cannot be told apart from unseen ones, so they are not counted as unseen.
-
-**Prediction drift.** PSI of the score over the profile's frozen score bins and the change
-of the approval rate with a pooled two-proportion z-test (:func:`prediction_drift`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, TypeVar
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -70,226 +62,20 @@ import pandas as pd
 
 from creditops.errors import ConfigError, DataError, InvalidInputError
 from creditops.features.dataset import parse_numeric
-from creditops.modeling.profile import N_QUANTILE_BINS
 from creditops.monitoring import drift_stats as ds
-from creditops.monitoring.drift_stats import (
-    CategoricalCounts,
-    Hysteresis,
-    Level,
-    NumericCounts,
-    count_numeric,
-    level_of,
-    worst,
-)
+from creditops.monitoring.drift_config import DriftConfig, FeatureType, Rule
+from creditops.monitoring.drift_stats import Hysteresis, Level, level_of, worst
 
 __all__ = [
-    "ApprovalCounts",
     "BinShare",
-    "BinnedAccumulator",
-    "BinnedCounts",
-    "CategoricalCounts",
-    "DriftConfig",
     "DriftResult",
     "FeatureDrift",
-    "FeatureOverride",
     "Hysteresis",
-    "NumericCounts",
-    "PredictionDriftConfig",
-    "PredictionDriftResult",
-    "PreparedReference",
-    "ReferenceCategorical",
-    "ReferenceNumeric",
-    "aggregate_numeric",
-    "count_numeric",
-    "data_drift_binned",
-    "data_drift_exact",
-    "drift_from_profile",
-    "numeric_grid",
-    "prediction_drift",
-    "prepare_reference",
 ]
 
-FeatureType = Literal["numeric", "categorical"]
-NUMERIC_METHODS = ("ks", "wasserstein", "psi")
-CATEGORICAL_METHODS = ("chi2", "psi", "jensenshannon")
 MISSING_BIN = "missing"
 OTHER_BIN = "(other)"
 MAX_UNSEEN_EXAMPLES = 5
-_T = TypeVar("_T")
-
-
-def _from_mapping(cls: type[_T], data: Mapping[str, Any], what: str) -> dict[str, Any]:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{what} must be a mapping; got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown {what} keys {unknown}; known keys are {sorted(known)}")
-    return dict(data)
-
-
-def _canonical_sha256(payload: Mapping[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class FeatureOverride:
-    """Per-feature settings; None keeps the configuration's value."""
-
-    method: str | None = None
-    effect_floor: float | None = None
-    psi_warning: float | None = None
-    psi_threshold: float | None = None
-    js_threshold: float | None = None
-
-
-@dataclass(frozen=True)
-class _Rule:
-    method: str
-    effect_floor: float
-    psi_warning: float
-    psi_threshold: float
-    js_threshold: float
-
-
-@dataclass(frozen=True)
-class DriftConfig:
-    """How data drift is measured and judged (see the module docstring)."""
-
-    numeric_method: str = "ks"
-    categorical_method: str = "chi2"
-    alpha: float = 0.05
-    correction: Literal["bh", "none"] = "bh"
-    ks_effect_floor: float = 0.02
-    wasserstein_effect_floor: float = 0.05
-    chi2_effect_floor: float = 0.02
-    psi_warning: float = 0.1
-    psi_threshold: float = 0.25
-    js_threshold: float = 0.1
-    warning_score: float = 0.5
-    critical_score: float = 0.7
-    warning_share: float = 0.2
-    critical_share: float = 0.3
-    overrides: Mapping[str, FeatureOverride] = field(default_factory=dict)
-    weights: Mapping[str, float] | None = None
-
-    def __post_init__(self) -> None:
-        _require(
-            self.numeric_method in NUMERIC_METHODS,
-            f"numeric_method must be one of {NUMERIC_METHODS}",
-        )
-        _require(
-            self.categorical_method in CATEGORICAL_METHODS,
-            f"categorical_method must be one of {CATEGORICAL_METHODS}",
-        )
-        _require(0.0 < self.alpha < 1.0, f"alpha must be in (0, 1); got {self.alpha}")
-        _require(self.correction in ("bh", "none"), "correction must be 'bh' or 'none'")
-        floors = (self.ks_effect_floor, self.wasserstein_effect_floor, self.chi2_effect_floor)
-        _require(min(floors) >= 0.0, "effect floors must be >= 0")
-        _require(
-            0.0 <= self.warning_score <= self.critical_score <= 1.0,
-            "need 0 <= warning_score <= critical_score <= 1",
-        )
-        _require(
-            0.0 <= self.warning_share <= self.critical_share <= 1.0,
-            "need 0 <= warning_share <= critical_share <= 1",
-        )
-        for name, override in self.overrides.items():
-            _require(
-                isinstance(override, FeatureOverride)
-                and (override.effect_floor is None or override.effect_floor >= 0.0),
-                f"override of {name!r} must be a FeatureOverride with effect_floor >= 0",
-            )
-            self._check_rule(self._merge(override), name)
-        self._check_rule(self._merge(FeatureOverride()), "defaults")
-        if self.weights is not None:
-            values = list(self.weights.values())
-            _require(
-                all(math.isfinite(w) and w >= 0 for w in values), "weights must be finite and >= 0"
-            )
-            _require(sum(values) > 0, "weights must not all be 0")
-
-    def _merge(self, o: FeatureOverride) -> _Rule:
-        return _Rule(
-            method=o.method or "",
-            effect_floor=-1.0 if o.effect_floor is None else o.effect_floor,
-            psi_warning=self.psi_warning if o.psi_warning is None else o.psi_warning,
-            psi_threshold=self.psi_threshold if o.psi_threshold is None else o.psi_threshold,
-            js_threshold=self.js_threshold if o.js_threshold is None else o.js_threshold,
-        )
-
-    @staticmethod
-    def _check_rule(rule: _Rule, name: str) -> None:
-        _require(
-            rule.method in ("", *NUMERIC_METHODS, *CATEGORICAL_METHODS),
-            f"{name}: unknown method {rule.method!r}",
-        )
-        _require(
-            0.0 < rule.psi_warning <= rule.psi_threshold,
-            f"{name}: need 0 < psi_warning <= psi_threshold",
-        )
-        _require(rule.js_threshold > 0, f"{name}: js_threshold must be > 0")
-
-    def rule(self, feature: str, kind: FeatureType) -> _Rule:
-        """The effective method and thresholds of one feature."""
-        base = self._merge(self.overrides.get(feature, FeatureOverride()))
-        method = base.method or (
-            self.numeric_method if kind == "numeric" else self.categorical_method
-        )
-        allowed = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
-        if method not in allowed:
-            raise ConfigError(
-                f"method {method!r} does not apply to {kind} feature {feature!r}; "
-                f"use one of {allowed}"
-            )
-        floor = base.effect_floor
-        if floor < 0:
-            floor = {
-                "ks": self.ks_effect_floor,
-                "wasserstein": self.wasserstein_effect_floor,
-                "chi2": self.chi2_effect_floor,
-            }.get(method, 0.0)
-        return _Rule(method, floor, base.psi_warning, base.psi_threshold, base.js_threshold)
-
-    def weight(self, feature: str) -> float:
-        return 1.0 if self.weights is None else float(self.weights.get(feature, 0.0))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["overrides"] = {
-            name: {k: v for k, v in asdict(o).items() if v is not None}
-            for name, o in sorted(self.overrides.items())
-        }
-        out["weights"] = None if self.weights is None else dict(sorted(self.weights.items()))
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DriftConfig:
-        values = _from_mapping(cls, data, "drift config")
-        overrides = values.get("overrides") or {}
-        if not isinstance(overrides, Mapping):
-            raise ConfigError("drift config 'overrides' must map feature names to settings")
-        values["overrides"] = {
-            str(name): FeatureOverride(**_from_mapping(FeatureOverride, o, f"override of {name!r}"))
-            for name, o in overrides.items()
-        }
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(f"invalid drift config: {exc}") from None
-
-    def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of :meth:`to_dict`: stored with every result."""
-        return _canonical_sha256(self.to_dict())
 
 
 # --------------------------------------------------------------------------- results
@@ -377,12 +163,12 @@ class DriftResult:
 
 
 @dataclass(frozen=True)
-class _Measured:
+class Measured:
     """Everything computed for one feature before the dataset-level correction."""
 
     feature: str
     kind: FeatureType
-    rule: _Rule
+    rule: Rule
     psi: float
     bins: tuple[BinShare, ...]
     counts: tuple[int, int, int, int]  # n_reference, n_current, missing_ref, missing_cur
@@ -415,7 +201,7 @@ class _Measured:
         return normed, normed
 
 
-def _bin_labels(edges: Iterable[float]) -> list[str]:
+def bin_labels(edges: Iterable[float]) -> list[str]:
     points = [f"{e:.6g}" for e in edges]
     if not points:
         return ["all"]
@@ -423,39 +209,39 @@ def _bin_labels(edges: Iterable[float]) -> list[str]:
     return [f"<= {points[0]}", *inner, f"> {points[-1]}"]
 
 
-def _shares(labels: list[str], ref: npt.ArrayLike, cur: npt.ArrayLike) -> tuple[BinShare, ...]:
+def bin_shares(labels: list[str], ref: npt.ArrayLike, cur: npt.ArrayLike) -> tuple[BinShare, ...]:
     p, q = ds.shares(ref), ds.shares(cur)
     return tuple(BinShare(b, float(x), float(y)) for b, x, y in zip(labels, p, q, strict=True))
 
 
-def _numeric(
+def measure_numeric(
     feature: str,
-    rule: _Rule,
+    rule: Rule,
     edges: Iterable[float],
     ref: tuple[ds.IntArray, int],
     cur: tuple[ds.IntArray, int],
     comparison: ds.NumericComparison | None,
     std: float,
-) -> _Measured:
+) -> Measured:
     ref_vec, cur_vec = np.append(ref[0], ref[1]), np.append(cur[0], cur[1])
-    return _Measured(
+    return Measured(
         feature=feature,
         kind="numeric",
         rule=rule,
         psi=ds.psi(ref_vec, cur_vec),
-        bins=_shares([*_bin_labels(edges), MISSING_BIN], ref_vec, cur_vec),
+        bins=bin_shares([*bin_labels(edges), MISSING_BIN], ref_vec, cur_vec),
         counts=(int(ref[0].sum()), int(cur[0].sum()), int(ref[1]), int(cur[1])),
         comparison=comparison,
         std=std,
     )
 
 
-def _categorical(
+def measure_categorical(
     feature: str,
-    rule: _Rule,
+    rule: Rule,
     ref: tuple[Mapping[str, int], int, int],  # counts, other, missing
     cur: tuple[Mapping[str, int], int],  # counts, missing
-) -> _Measured:
+) -> Measured:
     ref_counts, other, ref_missing = ref
     cur_counts, cur_missing = cur
     names = sorted(ref_counts, key=lambda k: (-ref_counts[k], k))
@@ -479,12 +265,12 @@ def _categorical(
     ref_vec.append(int(ref_missing))
     cur_vec.append(int(cur_missing))
     testable = n_ref + ref_missing > 0 and n_cur + cur_missing > 0
-    return _Measured(
+    return Measured(
         feature=feature,
         kind="categorical",
         rule=rule,
         psi=ds.psi(ref_vec, cur_vec),
-        bins=_shares(names, ref_vec, cur_vec),
+        bins=bin_shares(names, ref_vec, cur_vec),
         counts=(n_ref, n_cur, int(ref_missing), int(cur_missing)),
         chi2=ds.chi2_homogeneity(ref_vec, cur_vec) if testable else None,
         tvd=ds.total_variation(ref_vec, cur_vec) if testable else None,
@@ -493,7 +279,7 @@ def _categorical(
     )
 
 
-def _judge(m: _Measured, p_adjusted: float | None, config: DriftConfig) -> FeatureDrift:
+def _judge(m: Measured, p_adjusted: float | None, config: DriftConfig) -> FeatureDrift:
     rule = m.rule
     statistic, effect = m.statistic_and_effect()
     if rule.method in ("psi", "jensenshannon"):
@@ -534,9 +320,9 @@ def _judge(m: _Measured, p_adjusted: float | None, config: DriftConfig) -> Featu
     )
 
 
-def _finalise(
+def finalise(
     mode: Literal["exact", "binned"],
-    measured: list[_Measured],
+    measured: list[Measured],
     config: DriftConfig,
     n_reference: int,
     n_current: int,
@@ -575,35 +361,10 @@ def _finalise(
     )
 
 
-# --------------------------------------------------------------------------- exact mode
+# --------------------------------------------------------------------------- input frames
 
 
-@dataclass(frozen=True, eq=False)
-class ReferenceNumeric:
-    sample: ds.Sample
-    missing: int
-    edges: tuple[float, ...]
-    bins: ds.IntArray
-    std: float
-
-
-@dataclass(frozen=True, eq=False)
-class ReferenceCategorical:
-    counts: Mapping[str, int]
-    missing: int
-
-
-@dataclass(frozen=True, eq=False)
-class PreparedReference:
-    """A reference frame summarised once for exact checks: every numeric column sorted
-    (as a :class:`~creditops.monitoring.drift_stats.Sample`) with its frozen decile bins,
-    every categorical column counted. Far smaller than the frame for discrete data."""
-
-    features: Mapping[str, ReferenceNumeric | ReferenceCategorical]
-    n_rows: int
-
-
-def _check_frame(frame: pd.DataFrame, feature_types: Mapping[str, str], which: str) -> None:
+def check_frame(frame: pd.DataFrame, feature_types: Mapping[str, str], which: str) -> None:
     bad = sorted(k for k, v in feature_types.items() if v not in ("numeric", "categorical"))
     if bad:
         raise InvalidInputError(
@@ -616,7 +377,7 @@ def _check_frame(frame: pd.DataFrame, feature_types: Mapping[str, str], which: s
         )
 
 
-def _numeric_values(frame: pd.DataFrame, name: str, which: str) -> npt.NDArray[np.float64]:
+def numeric_values(frame: pd.DataFrame, name: str, which: str) -> npt.NDArray[np.float64]:
     """A numeric column as floats (NaN = missing). Text (a CSV read as strings, JSON
     inputs) is parsed as in training; values that are not numbers are an error."""
     column = frame[name]
@@ -632,336 +393,3 @@ def _numeric_values(frame: pd.DataFrame, name: str, which: str) -> npt.NDArray[n
             examples=examples,
         )
     return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _sample_bins(sample: ds.Sample, edges: Iterable[float]) -> ds.IntArray:
-    below = sample.count_le(np.asarray(list(edges), dtype=np.float64))
-    return np.diff(np.concatenate(([0], below, [sample.n]))).astype(np.int64)
-
-
-def _decile_edges(sample: ds.Sample) -> tuple[float, ...]:
-    """The training profile's :func:`~creditops.modeling.profile.decile_edges`, from a sample,
-    so that both modes freeze the same bins (bitwise; a test compares them)."""
-    if sample.n == 0:
-        return ()
-    levels = np.linspace(0, 1, N_QUANTILE_BINS + 1)[1:-1]
-    return tuple(float(v) for v in np.unique(sample.quantiles(levels)))
-
-
-def prepare_reference(frame: pd.DataFrame, feature_types: Mapping[str, str]) -> PreparedReference:
-    """Sort / count every feature of a reference frame once (see :class:`PreparedReference`)."""
-    _check_frame(frame, feature_types, "reference")
-    features: dict[str, ReferenceNumeric | ReferenceCategorical] = {}
-    for name, kind in feature_types.items():
-        if kind == "categorical":
-            counts, missing = ds.category_counts(frame[name])
-            features[name] = ReferenceCategorical(counts, missing)
-            continue
-        sample, missing = ds.Sample.from_array(_numeric_values(frame, name, "reference"))
-        edges = _decile_edges(sample)
-        features[name] = ReferenceNumeric(
-            sample, missing, edges, _sample_bins(sample, edges), sample.mean_std()[1]
-        )
-    return PreparedReference(features, len(frame))
-
-
-def data_drift_exact(
-    reference: PreparedReference | pd.DataFrame,
-    current: pd.DataFrame,
-    feature_types: Mapping[str, str],
-    config: DriftConfig | None = None,
-) -> DriftResult:
-    """Exact-mode data drift of ``current`` against a reference frame (or its preparation)."""
-    config = config or DriftConfig()
-    prepared = (
-        reference
-        if isinstance(reference, PreparedReference)
-        else prepare_reference(reference, feature_types)
-    )
-    _check_frame(current, feature_types, "current")
-    measured: list[_Measured] = []
-    for name, kind in feature_types.items():
-        ref = prepared.features.get(name)
-        rule = config.rule(name, kind)  # type: ignore[arg-type]
-        if isinstance(ref, ReferenceNumeric) and kind == "numeric":
-            sample, missing = ds.Sample.from_array(_numeric_values(current, name, "current"))
-            both = sample.n > 0 and ref.sample.n > 0
-            comparison = ds.compare_samples(ref.sample, sample) if both else None
-            bins = _sample_bins(sample, ref.edges)
-            measured.append(
-                _numeric(
-                    name,
-                    rule,
-                    ref.edges,
-                    (ref.bins, ref.missing),
-                    (bins, missing),
-                    comparison,
-                    ref.std,
-                )
-            )
-        elif isinstance(ref, ReferenceCategorical) and kind == "categorical":
-            cur = ds.category_counts(current[name])
-            measured.append(_categorical(name, rule, (ref.counts, 0, ref.missing), cur))
-        else:
-            raise InvalidInputError(
-                f"the prepared reference has no {kind} feature {name!r}", field="feature_types"
-            )
-    return _finalise("exact", measured, config, prepared.n_rows, len(current))
-
-
-# --------------------------------------------------------------------------- binned mode
-
-
-BinnedCounts = NumericCounts | CategoricalCounts
-aggregate_numeric = ds.aggregate_numeric
-profile_grid = ds.profile_grid
-
-
-def numeric_grid(feature_profile: Mapping[str, Any]) -> ds.FloatArray:
-    """The binned-mode grid of one numeric feature profile."""
-    return ds.profile_grid(feature_profile.get("quantiles", ()), feature_profile.get("edges", ()))
-
-
-def _profile_features(profile: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
-    features = profile.get("features")
-    if not isinstance(features, Mapping):
-        raise InvalidInputError("the reference profile has no 'features' section", field="profile")
-    return features
-
-
-class BinnedAccumulator:
-    """Aggregates a window chunk by chunk into a profile's bins, in memory independent of
-    the number of rows (one small array per numeric feature, one count per category)."""
-
-    def __init__(self, profile: Mapping[str, Any], features: Iterable[str] | None = None) -> None:
-        available = _profile_features(profile)
-        names = list(available) if features is None else list(features)
-        unknown = [n for n in names if n not in available]
-        if unknown:
-            raise InvalidInputError(
-                f"features not in the reference profile: {unknown}", field="features"
-            )
-        self._profile = profile
-        self._grids: dict[str, ds.FloatArray] = {}
-        self._counts: dict[str, BinnedCounts] = {}
-        for name in names:
-            if available[name].get("type") == "categorical":
-                self._counts[name] = CategoricalCounts({})
-            else:
-                self._grids[name] = numeric_grid(available[name])
-                self._counts[name] = NumericCounts.empty(self._grids[name].size)
-        self.n_rows = 0
-
-    def update(self, chunk: pd.DataFrame) -> None:
-        types = {n: "numeric" if n in self._grids else "categorical" for n in self._counts}
-        _check_frame(chunk, types, "current")
-        for name, held in self._counts.items():
-            if isinstance(held, NumericCounts):
-                values = _numeric_values(chunk, name, "current")
-                self._counts[name] = held.merge(count_numeric(values, self._grids[name]))
-            else:
-                self._counts[name] = held.merge(CategoricalCounts(*ds.category_counts(chunk[name])))
-        self.n_rows += len(chunk)
-
-    def counts(self) -> dict[str, BinnedCounts]:
-        return dict(self._counts)
-
-    def result(self, config: DriftConfig | None = None) -> DriftResult:
-        return data_drift_binned(self._profile, self._counts, config)
-
-
-def data_drift_binned(
-    profile: Mapping[str, Any],
-    current_counts: Mapping[str, BinnedCounts],
-    config: DriftConfig | None = None,
-) -> DriftResult:
-    """Binned-mode data drift of aggregated counts against a model's reference profile."""
-    config = config or DriftConfig()
-    available = _profile_features(profile)
-    measured: list[_Measured] = []
-    n_current = 0
-    for name, counts in current_counts.items():
-        fp = available.get(name)
-        if fp is None:
-            raise InvalidInputError(f"feature {name!r} is not in the reference profile", field=name)
-        kind: FeatureType = "categorical" if fp.get("type") == "categorical" else "numeric"
-        rule = config.rule(name, kind)
-        n_current = max(n_current, counts.n + counts.missing)
-        if kind == "categorical" and isinstance(counts, CategoricalCounts):
-            ref = (fp["categories"], int(fp.get("other", 0)), int(fp["missing"]))
-            measured.append(_categorical(name, rule, ref, (counts.counts, counts.missing)))
-        elif kind == "numeric" and isinstance(counts, NumericCounts):
-            measured.append(_binned_numeric(name, rule, fp, counts))
-        else:
-            raise InvalidInputError(
-                f"counts of {name!r} do not match its {kind} profile", field=name
-            )
-    return _finalise("binned", measured, config, int(profile.get("n_rows", 0)), n_current)
-
-
-def _binned_numeric(
-    name: str, rule: _Rule, fp: Mapping[str, Any], counts: NumericCounts
-) -> _Measured:
-    grid = numeric_grid(fp)
-    if counts.counts.size != grid.size + 1:
-        raise InvalidInputError(
-            f"counts of {name!r} have {counts.counts.size} bins; its grid needs {grid.size + 1}",
-            field=name,
-        )
-    edges = [float(e) for e in fp.get("edges", ())]
-    ref_bins = np.asarray(fp["counts"], dtype=np.int64)
-    n_ref = int(ref_bins.sum())
-    comparison = None
-    if n_ref > 0 and counts.n > 0:
-        ref_cdf = ds.reference_cdf(grid, fp["quantiles"], edges, ref_bins.tolist())
-        comparison = ds.binned_compare(grid, ref_cdf, n_ref, counts)
-    cur_bins = ds.regroup(grid, counts.counts, edges)
-    ref = (ref_bins, int(fp["missing"]))
-    return _numeric(
-        name, rule, edges, ref, (cur_bins, counts.missing), comparison, float(fp.get("std", 0.0))
-    )
-
-
-def drift_from_profile(
-    profile: Mapping[str, Any],
-    current: pd.DataFrame,
-    config: DriftConfig | None = None,
-    features: Iterable[str] | None = None,
-) -> DriftResult:
-    """Aggregate a frame into the profile's bins, then :func:`data_drift_binned`."""
-    accumulator = BinnedAccumulator(profile, features)
-    accumulator.update(current)
-    return accumulator.result(config)
-
-
-# --------------------------------------------------------------------------- prediction drift
-
-
-@dataclass(frozen=True)
-class PredictionDriftConfig:
-    """Score PSI bands and approval-rate change thresholds (absolute rate differences).
-
-    The approval level is raised only when the change is significant (two-proportion
-    z-test p < ``alpha``) and at least the threshold, for the same reason as the floors.
-    """
-
-    psi_warning: float = 0.1
-    psi_critical: float = 0.25
-    alpha: float = 0.05
-    approval_warning: float = 0.02
-    approval_critical: float = 0.05
-
-    def __post_init__(self) -> None:
-        _require(
-            0.0 < self.psi_warning <= self.psi_critical, "need 0 < psi_warning <= psi_critical"
-        )
-        _require(0.0 < self.alpha < 1.0, f"alpha must be in (0, 1); got {self.alpha}")
-        _require(
-            0.0 <= self.approval_warning <= self.approval_critical <= 1.0,
-            "need 0 <= approval_warning <= approval_critical <= 1",
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PredictionDriftConfig:
-        return cls(**_from_mapping(cls, data, "prediction drift config"))
-
-    def fingerprint(self) -> str:
-        return _canonical_sha256(self.to_dict())
-
-
-@dataclass(frozen=True)
-class ApprovalCounts:
-    """Approved decisions out of all, in the reference (e.g. training scores under the
-    policy) and in the current window."""
-
-    reference_approved: int
-    reference_total: int
-    current_approved: int
-    current_total: int
-
-
-@dataclass(frozen=True)
-class PredictionDriftResult:
-    psi: float
-    psi_level: Level
-    bins: tuple[BinShare, ...]
-    n_reference: int
-    n_current: int
-    reference_approval_rate: float | None
-    current_approval_rate: float | None
-    approval_rate_change: float | None
-    z: float | None
-    p_value: float | None
-    approval_level: Level
-    level: Level
-    config_fingerprint: str
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["bins"] = [asdict(b) for b in self.bins]
-        return out
-
-
-def prediction_drift(
-    reference: Mapping[str, Any],
-    current: npt.ArrayLike | NumericCounts,
-    approval: ApprovalCounts | None = None,
-    config: PredictionDriftConfig | None = None,
-) -> PredictionDriftResult:
-    """Drift of the model's output: score (or PD) PSI and the approval-rate change.
-
-    ``reference`` is a numeric profile (the bundle's ``reference_profile["score"]``);
-    ``current`` the window's raw scores or their :class:`NumericCounts` on its grid.
-    """
-    config = config or PredictionDriftConfig()
-    if reference.get("type") != "numeric" or "counts" not in reference:
-        raise InvalidInputError("the reference must be a numeric profile", field="reference")
-    edges = [float(e) for e in reference.get("edges", ())]
-    ref_bins = np.asarray(reference["counts"], dtype=np.int64)
-    if isinstance(current, NumericCounts):
-        cur_bins = ds.regroup(numeric_grid(reference), current.counts, edges)
-        cur_missing = current.missing
-    else:
-        counted = count_numeric(current, np.asarray(edges, dtype=np.float64))
-        cur_bins, cur_missing = counted.counts, counted.missing
-    ref_vec = np.append(ref_bins, int(reference["missing"]))
-    cur_vec = np.append(cur_bins, cur_missing)
-    psi = ds.psi(ref_vec, cur_vec)
-    psi_level = level_of(psi, config.psi_warning, config.psi_critical, critical_inclusive=True)
-    rates: tuple[float | None, ...] = (None, None, None, None, None)
-    approval_level: Level = "ok"
-    if approval is not None:
-        a = approval
-        z, p = ds.two_proportion_z(
-            a.reference_approved, a.reference_total, a.current_approved, a.current_total
-        )
-        ref_rate, cur_rate = (
-            a.reference_approved / a.reference_total,
-            a.current_approved / a.current_total,
-        )
-        rates = (ref_rate, cur_rate, cur_rate - ref_rate, z, p)
-        if p < config.alpha:
-            approval_level = level_of(
-                abs(cur_rate - ref_rate),
-                config.approval_warning,
-                config.approval_critical,
-                critical_inclusive=True,
-            )
-    return PredictionDriftResult(
-        psi=psi,
-        psi_level=psi_level,
-        bins=_shares([*_bin_labels(edges), MISSING_BIN], ref_vec, cur_vec),
-        n_reference=int(ref_bins.sum()),
-        n_current=int(cur_bins.sum()),
-        reference_approval_rate=rates[0],
-        current_approval_rate=rates[1],
-        approval_rate_change=rates[2],
-        z=rates[3],
-        p_value=rates[4],
-        approval_level=approval_level,
-        level=worst(psi_level, approval_level),
-        config_fingerprint=config.fingerprint(),
-    )

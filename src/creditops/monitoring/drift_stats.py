@@ -1,5 +1,6 @@
-"""Drift statistics used by :mod:`creditops.monitoring.drift`: pure numpy / scipy functions,
-the count containers of binned mode, and the levels with their :class:`Hysteresis`.
+"""Drift statistics used by the ``creditops.monitoring.drift*`` modules: pure numpy / scipy
+functions, the count containers of binned mode, and the levels with their
+:class:`Hysteresis`.
 
 Two representations of one numeric feature are compared here:
 

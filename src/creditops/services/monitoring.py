@@ -26,15 +26,12 @@ from creditops.features.dataset import read_table
 from creditops.features.spec import Spec
 from creditops.modeling.bundle import ScoringModel
 from creditops.monitoring.alerts import Alert
-from creditops.monitoring.drift import (
-    ApprovalCounts,
-    BinnedAccumulator,
-    DriftConfig,
-    DriftResult,
-    data_drift_exact,
-    prediction_drift,
-)
+from creditops.monitoring.drift import DriftResult
+from creditops.monitoring.drift_binned import BinnedAccumulator
+from creditops.monitoring.drift_config import DriftConfig
+from creditops.monitoring.drift_exact import data_drift_exact
 from creditops.monitoring.drift_stats import Hysteresis
+from creditops.monitoring.prediction_drift import ApprovalCounts, prediction_drift
 from creditops.services.alerting import build_dispatcher, build_tracker, track_and_notify
 from creditops.services.context import AppContext
 from creditops.services.models import LoadedModel, load_model
