@@ -133,8 +133,11 @@ def test_performance_drift_after_feedback(
     assert body["n_unlabelled"] >= 20
 
 
-def test_fairness_analyze_and_bad_requests(client: TestClient, keys: dict[str, str]) -> None:
+def test_fairness_analyze_and_bad_requests(
+    client: TestClient, keys: dict[str, str], test_split: pd.DataFrame
+) -> None:
     admin = keys["admin"]
+    send(client, admin, applications(test_split.sample(200, random_state=9), "fair"))
     fair = client.post(
         "/v1/fairness/analyze", json={"model": "taiwan", "since": "1d"}, headers=auth(admin)
     )
