@@ -234,7 +234,7 @@ def test_alias_move_swaps_the_served_version(
 ) -> None:
     """Runs last in this file: it moves production to a second version."""
     from creditops.api.state import ApiState
-    from creditops.registry.mlflow_registry import RegistrationRequest
+    from creditops.registry.records import RegistrationRequest
     from creditops.services.context import AppContext
     from creditops.services.serving import refresh_router
 

@@ -14,7 +14,7 @@ from creditops.errors import InvalidInputError
 from creditops.features.dataset import load_training_data
 from creditops.features.spec import load_spec
 from creditops.modeling.training import TrainOptions, train_model
-from creditops.registry.mlflow_registry import VersionInfo
+from creditops.registry.records import VersionInfo
 from creditops.services.serving import Application, DecisionResult, ServingSlot, decide
 
 pytestmark = pytest.mark.integration

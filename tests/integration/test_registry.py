@@ -31,11 +31,8 @@ from creditops.errors import (
     ModelVersionNotFoundError,
     NotFoundError,
 )
-from creditops.registry.mlflow_registry import (
-    ModelRegistry,
-    RegisteredVersion,
-    RegistrationRequest,
-)
+from creditops.registry.mlflow_registry import ModelRegistry
+from creditops.registry.records import RegisteredVersion, RegistrationRequest
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from creditops.errors import InvalidInputError
 from creditops.modeling.bundle import ScoringModel
-from creditops.registry.mlflow_registry import VersionInfo
+from creditops.registry.records import VersionInfo
 from creditops.services.context import AppContext
 
 ALIASES = ("staging", "production")

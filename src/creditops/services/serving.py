@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from creditops.errors import ModelNotFoundError
 from creditops.modeling.bundle import ReasonsFor, ScoredBatch, ScoringModel
-from creditops.registry.mlflow_registry import VersionInfo
+from creditops.registry.records import VersionInfo
 from creditops.services.context import AppContext
 from creditops.services.models import load_model
 

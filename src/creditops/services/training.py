@@ -18,7 +18,7 @@ from creditops.modeling.bundle import Algorithm
 from creditops.modeling.calibration import CalibrationMethod
 from creditops.modeling.evaluation import Evaluation, json_safe
 from creditops.modeling.training import Progress, TrainingResult, TrainOptions, train_model
-from creditops.registry.mlflow_registry import RegistrationRequest
+from creditops.registry.records import RegistrationRequest
 from creditops.reporting.model_report import ModelReportData, render_model_report
 from creditops.services.context import AppContext, git_commit
 from creditops.services.models import TEST_SET_ARTIFACT
