@@ -18,7 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from creditops.services.alerting import AlertSettings
+from creditops.services.alert_settings import AlertSettings
 
 
 class TrainingSettings(BaseModel):

@@ -37,30 +37,33 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from creditops.errors import ConfigError, InvalidInputError
+from creditops.monitoring.alert_messages import (
+    detail_lines,
+    generic_payload,
+    html_body,
+    slack_payload,
+    subject,
+    teams_payload,
+    text_body,
+)
 from creditops.monitoring.alerts import (
     ActionKind,
     Alert,
     AlertTracker,
     Level,
     Resolution,
-    detail_lines,
-    generic_payload,
-    html_body,
     notification_for,
-    slack_payload,
-    subject,
-    teams_payload,
-    text_body,
 )
-from creditops.services.alerting import (
+from creditops.services.alert_senders import (
     ALERT_LOGGER,
-    AlertDispatcher,
     AlertSender,
-    AlertSettings,
     EmailSender,
-    EmailSettings,
     LogSender,
     WebhookSender,
+)
+from creditops.services.alert_settings import AlertSettings, EmailSettings
+from creditops.services.alerting import (
+    AlertDispatcher,
     build_dispatcher,
     build_tracker,
     send_test_alert,

@@ -1,37 +1,26 @@
-"""Alert delivery: e-mail (SMTP), webhooks (Slack, Microsoft Teams, generic JSON) and a log
-channel, their settings, and the glue between the episode tracker and the senders.
+"""Alert orchestration: the glue between the episode tracker and the senders, and building
+both from :class:`~creditops.services.alert_settings.AlertSettings`.
 
 Delivery never raises to the caller: :meth:`AlertDispatcher.dispatch` returns one
-:class:`DeliveryResult` per channel, and a failing channel never stops the others. Webhooks
-are retried on connection errors, timeouts, 429 and 5xx with an exponential backoff that is
-bounded both in attempts and in total time; e-mail is tried once (SMTP servers queue and
-retry themselves, and a second attempt after an ambiguous failure could send it twice).
+:class:`DeliveryResult` per channel, and a failing channel never stops the others.
 
-Secrets (SMTP password, webhook URLs, which embed a token, webhook headers) are
-``SecretStr`` and never appear in error messages: a webhook error names only the host.
+The channel settings are in :mod:`creditops.services.alert_settings`, the senders (SMTP,
+webhooks, log) in :mod:`creditops.services.alert_senders`, the tracker in
+:mod:`creditops.monitoring.alerts` and the message formats in
+:mod:`creditops.monitoring.alert_messages`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
-import smtplib
 import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, get_args
-from urllib.parse import urlsplit
+from datetime import UTC, datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import NoDecode
-
-from creditops.errors import ConfigError, CreditopsError, InvalidInputError
+from creditops.errors import ConfigError, InvalidInputError
 from creditops.monitoring.alerts import (
     Action,
     ActionKind,
@@ -39,57 +28,19 @@ from creditops.monitoring.alerts import (
     AlertTracker,
     Level,
     Notification,
-    generic_payload,
-    headline,
-    html_body,
     notification_for,
-    slack_payload,
-    subject,
-    teams_payload,
-    text_body,
 )
-
-if TYPE_CHECKING:  # httpx is imported when a webhook is sent: settings stay cheap to load
-    import httpx
-
-Channel = Literal["log", "email", "slack", "teams", "webhook"]
-CHANNELS: tuple[str, ...] = get_args(Channel)
-WebhookFlavor = Literal["slack", "teams", "generic"]
+from creditops.services.alert_senders import (
+    AlertSender,
+    DeliveryError,
+    EmailSender,
+    LogSender,
+    WebhookFlavor,
+    WebhookSender,
+)
+from creditops.services.alert_settings import CHANNELS, AlertSettings, channel_configured
 
 logger = logging.getLogger(__name__)
-ALERT_LOGGER = "creditops.alerts"
-
-# Values people leave in example configs; refusing them catches a config that was never
-# filled in before it fails at 3 a.m. with an authentication error.
-_PLACEHOLDER_SECRETS = frozenset(
-    {
-        "changeme",
-        "change-me",
-        "change_me",
-        "password",
-        "passw0rd",
-        "secret",
-        "example",
-        "placeholder",
-        "todo",
-        "xxx",
-        "xxxx",
-        "xxxxxx",
-        "123456",
-        "your-password",
-        "yourpassword",
-    }
-)
-
-
-class DeliveryError(CreditopsError):
-    """One channel could not deliver a notification."""
-
-    code = "delivery_failed"
-
-    def __init__(self, message: str, *, attempts: int = 1) -> None:
-        super().__init__(message)
-        self.attempts = attempts
 
 
 @dataclass(frozen=True)
@@ -102,372 +53,6 @@ class DeliveryResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# -- settings -----------------------------------------------------------------------------
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_placeholder(secret: str) -> bool:
-    value = secret.strip().lower()
-    templated = (value[:1], value[-1:]) in {("<", ">"), ("$", "}")}
-    return not value or value in _PLACEHOLDER_SECRETS or templated
-
-
-def _split_list(value: Any) -> Any:
-    """A list from the environment: a JSON list or comma-separated items."""
-    if not isinstance(value, str):
-        return value
-    if value.lstrip().startswith("["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not a JSON list: {exc}") from exc
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def _check_address(value: str) -> str:
-    _, addr = parseaddr(value)
-    if "@" not in addr or addr.startswith("@") or addr.endswith("@"):
-        raise ValueError(f"{value!r} is not an e-mail address")
-    return value
-
-
-class EmailSettings(BaseModel):
-    """SMTP delivery. ``use_tls`` = STARTTLS on a plain connection (port 587); ``use_ssl`` =
-    TLS from the first byte (port 465)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    host: str | None = Field(default=None, description="SMTP server; None = e-mail not set up.")
-    port: int = Field(default=587, ge=1, le=65535, description="SMTP port (587 STARTTLS).")
-    use_tls: bool = Field(default=True, description="Upgrade the connection with STARTTLS.")
-    use_ssl: bool = Field(default=False, description="Implicit TLS (SMTPS, usually port 465).")
-    username: str | None = Field(default=None, description="SMTP AUTH user (None = no AUTH).")
-    password: SecretStr | None = Field(default=None, description="SMTP password.")
-    from_addr: str = Field(default="creditops@localhost", description="Sender address.")
-    to_addrs: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Recipients, comma-separated."
-    )
-    timeout_s: float = Field(default=10.0, gt=0, le=120, description="SMTP timeout.")
-    ca_file: Path | None = Field(
-        default=None, description="CA bundle to verify the server with (private CAs)."
-    )
-    allow_insecure_auth: bool = Field(
-        default=False,
-        description="Allow AUTH without TLS to a non-loopback server (sends the password "
-        "in clear text).",
-    )
-
-    @field_validator("to_addrs", mode="before")
-    @classmethod
-    def _split_addrs(cls, value: Any) -> Any:
-        return _split_list(value)
-
-    @field_validator("from_addr")
-    @classmethod
-    def _valid_from(cls, value: str) -> str:
-        return _check_address(value)
-
-    @field_validator("to_addrs")
-    @classmethod
-    def _valid_to(cls, value: list[str]) -> list[str]:
-        return [_check_address(v) for v in value]
-
-    @model_validator(mode="after")
-    def _consistent(self) -> EmailSettings:
-        if self.use_tls and self.use_ssl:
-            raise ValueError("use_tls (STARTTLS) and use_ssl (implicit TLS) exclude each other")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("SMTP AUTH needs both username and password")
-        if self.password is not None:
-            if _is_placeholder(self.password.get_secret_value()):
-                raise ValueError("the SMTP password is empty or a placeholder; set the real one")
-            insecure = not (self.use_tls or self.use_ssl)
-            if (
-                insecure
-                and self.host
-                and not _is_loopback(self.host)
-                and not self.allow_insecure_auth
-            ):
-                raise ValueError(
-                    "SMTP AUTH without TLS would send the password in clear text; enable "
-                    "use_tls or use_ssl (or set allow_insecure_auth)"
-                )
-        return self
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.host and self.to_addrs)
-
-
-def _check_url(value: SecretStr | None) -> SecretStr | None:
-    if value is None:
-        return None
-    parts = urlsplit(value.get_secret_value())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("a webhook URL must be an http(s) URL with a host")
-    return value
-
-
-class AlertSettings(BaseModel):
-    """Where alerts go (``CREDITOPS_ALERTS__...``). ``channels`` may be a comma-separated
-    string. A channel that is selected must be configured."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(default=True, description="Master switch: false sends nothing.")
-    # NoDecode: a comma-separated string from the environment is split by the validator below
-    # instead of being parsed as JSON (a JSON list still works).
-    channels: Annotated[list[Channel], NoDecode] = Field(
-        default_factory=lambda: list[Channel](["log"]),
-        description="Where alerts go: log, email, slack, teams, webhook (comma-separated).",
-    )
-    cooldown_hours: float = Field(
-        default=6.0, ge=0, description="No repeat of the same alert key and severity within this."
-    )
-    email: EmailSettings = Field(default_factory=EmailSettings)
-    slack_webhook_url: SecretStr | None = Field(
-        default=None, description="Slack incoming-webhook URL (a secret)."
-    )
-    teams_webhook_url: SecretStr | None = Field(
-        default=None, description="Microsoft Teams incoming-webhook URL (a secret)."
-    )
-    webhook_url: SecretStr | None = Field(default=None, description="Generic JSON webhook.")
-    webhook_headers: dict[str, SecretStr] = Field(
-        default_factory=dict, description="Extra headers of the generic webhook (e.g. auth)."
-    )
-    timeout_s: float = Field(default=10.0, gt=0, le=120, description="Per webhook request.")
-    max_attempts: int = Field(default=3, ge=1, le=10, description="Webhook attempts.")
-    retry_backoff_s: float = Field(default=0.5, ge=0, le=30, description="First retry delay.")
-    max_total_s: float = Field(default=30.0, gt=0, le=600, description="Webhook time budget.")
-
-    @field_validator("channels", mode="before")
-    @classmethod
-    def _split_channels(cls, value: Any) -> Any:
-        value = _split_list(value)
-        if isinstance(value, list):
-            value = [v.strip().lower() if isinstance(v, str) else v for v in value]
-            return list(dict.fromkeys(value))
-        return value
-
-    @field_validator("slack_webhook_url", "teams_webhook_url", "webhook_url")
-    @classmethod
-    def _valid_url(cls, value: SecretStr | None) -> SecretStr | None:
-        return _check_url(value)
-
-    @model_validator(mode="after")
-    def _selected_are_configured(self) -> AlertSettings:
-        if self.enabled:
-            missing = [c for c in self.channels if not channel_configured(self, c)]
-            if missing:
-                raise ValueError(f"alert channels selected but not configured: {missing}")
-        return self
-
-    @property
-    def cooldown(self) -> timedelta:
-        return timedelta(hours=self.cooldown_hours)
-
-
-def channel_configured(settings: AlertSettings, channel: str) -> bool:
-    return {
-        "log": True,
-        "email": settings.email.configured,
-        "slack": settings.slack_webhook_url is not None,
-        "teams": settings.teams_webhook_url is not None,
-        "webhook": settings.webhook_url is not None,
-    }.get(channel, False)
-
-
-# -- senders ------------------------------------------------------------------------------
-class AlertSender(Protocol):
-    channel: str
-
-    def send(self, notification: Notification) -> int:
-        """Deliver; return the number of attempts. Raise :class:`DeliveryError` on failure."""
-        ...
-
-
-class LogSender:
-    """Writes every notification to the ``creditops.alerts`` logger at WARNING."""
-
-    channel = "log"
-
-    def __init__(self, logger_name: str = ALERT_LOGGER) -> None:
-        self._log = logging.getLogger(logger_name)
-
-    def send(self, notification: Notification) -> int:
-        self._log.warning(
-            "%s | %s | %s",
-            subject(notification),
-            headline(notification),
-            notification.summary,
-            extra={"alert": generic_payload(notification)},
-        )
-        return 1
-
-
-class EmailSender:
-    """Sends a multipart (plain text + HTML) message over SMTP with the standard library."""
-
-    channel = "email"
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        from_addr: str,
-        to_addrs: Sequence[str],
-        use_tls: bool = True,
-        use_ssl: bool = False,
-        username: str | None = None,
-        password: str | None = None,
-        timeout_s: float = 10.0,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        if use_tls and use_ssl:
-            raise ConfigError("use_tls (STARTTLS) and use_ssl exclude each other.")
-        if not to_addrs:
-            raise ConfigError("E-mail alerts need at least one recipient.", field="to_addrs")
-        self.host, self.port = host, port
-        self.from_addr, self.to_addrs = from_addr, list(to_addrs)
-        self.use_tls, self.use_ssl = use_tls, use_ssl
-        self.username, self._password = username, password
-        self.timeout_s = timeout_s
-        self._ssl_context = ssl_context
-
-    def message(self, notification: Notification) -> EmailMessage:
-        msg = EmailMessage()
-        msg["Subject"] = subject(notification)
-        msg["From"] = self.from_addr
-        msg["To"] = ", ".join(self.to_addrs)
-        msg["Date"] = formatdate(localtime=False, usegmt=True)
-        msg["Message-ID"] = make_msgid(domain="creditops.alerts")
-        msg["X-Creditops-Alert-Key"] = notification.key
-        msg.set_content(text_body(notification))
-        msg.add_alternative(html_body(notification), subtype="html")
-        return msg
-
-    def _connect(self, context: ssl.SSLContext) -> smtplib.SMTP:
-        if self.use_ssl:
-            return smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s, context=context)
-        return smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
-
-    def send(self, notification: Notification) -> int:
-        msg = self.message(notification)
-        context = self._ssl_context or ssl.create_default_context()
-        where = f"SMTP {self.host}:{self.port}"
-        try:
-            with self._connect(context) as smtp:
-                if self.use_tls:
-                    smtp.starttls(context=context)
-                if self.username is not None:
-                    smtp.login(self.username, self._password or "")
-                refused = smtp.send_message(msg, self.from_addr, self.to_addrs)
-        except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError(f"{where}: authentication failed ({exc.smtp_code})") from exc
-        except smtplib.SMTPNotSupportedError as exc:
-            raise DeliveryError(f"{where}: {exc}") from exc
-        except smtplib.SMTPResponseException as exc:
-            reply = (
-                exc.smtp_error.decode(errors="replace")
-                if isinstance(exc.smtp_error, bytes)
-                else exc.smtp_error
-            )
-            raise DeliveryError(f"{where}: {exc.smtp_code} {reply}") from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}") from exc
-        if refused:
-            raise DeliveryError(f"{where}: recipients refused: {sorted(refused)}")
-        return 1
-
-
-_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-_MAX_RETRY_AFTER_S = 10.0
-
-
-class WebhookSender:
-    """POSTs the notification as JSON in the Slack, Teams or generic shape."""
-
-    def __init__(
-        self,
-        url: str,
-        flavor: WebhookFlavor = "generic",
-        *,
-        timeout_s: float = 10.0,
-        headers: dict[str, str] | None = None,
-        max_attempts: int = 3,
-        backoff_s: float = 0.5,
-        max_total_s: float = 30.0,
-        channel: str | None = None,
-    ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError("A webhook URL must be an http(s) URL with a host.", field="url")
-        if max_attempts < 1:
-            raise ConfigError("max_attempts must be at least 1.", field="max_attempts")
-        self._url = url
-        self._host = parts.hostname
-        self.flavor: WebhookFlavor = flavor
-        self.channel = channel or ("webhook" if flavor == "generic" else flavor)
-        self.timeout_s, self.max_attempts = timeout_s, max_attempts
-        self.backoff_s, self.max_total_s = backoff_s, max_total_s
-        self._headers = {"User-Agent": "creditops-alerts", **(headers or {})}
-
-    def payload(self, notification: Notification) -> dict[str, Any]:
-        if self.flavor == "slack":
-            return slack_payload(notification)
-        if self.flavor == "teams":
-            return teams_payload(notification)
-        return generic_payload(notification)
-
-    def send(self, notification: Notification) -> int:
-        import httpx
-
-        body = json.dumps(self.payload(notification), allow_nan=False).encode()
-        headers = {**self._headers, "Content-Type": "application/json"}
-        deadline = time.monotonic() + self.max_total_s
-        delay, attempt, last = self.backoff_s, 0, "no attempt"
-        with httpx.Client(follow_redirects=False) as client:
-            while True:
-                attempt += 1
-                remaining = deadline - time.monotonic()
-                timeout = max(0.05, min(self.timeout_s, remaining))
-                wait = delay
-                try:
-                    response = client.post(
-                        self._url, content=body, headers=headers, timeout=timeout
-                    )
-                except httpx.TransportError as exc:  # connect errors, timeouts, resets
-                    last = f"{type(exc).__name__}"
-                else:
-                    if response.is_success:
-                        return attempt
-                    last = f"HTTP {response.status_code}"
-                    if response.status_code not in _RETRY_STATUSES:
-                        break
-                    wait = max(delay, _retry_after(response))
-                if attempt >= self.max_attempts or time.monotonic() + wait >= deadline:
-                    break
-                time.sleep(wait)
-                delay *= 2
-        raise DeliveryError(
-            f"webhook {self._host}: {last} after {attempt} attempt(s)", attempts=attempt
-        )
-
-
-def _retry_after(response: httpx.Response) -> float:
-    try:
-        return min(_MAX_RETRY_AFTER_S, max(0.0, float(response.headers.get("Retry-After", "0"))))
-    except ValueError:  # an HTTP date: not worth parsing for a bounded retry
-        return 0.0
 
 
 class AlertDispatcher:
