@@ -17,7 +17,8 @@ from creditops.features.encoder import FeatureEncoder
 from creditops.features.spec import load_spec
 from creditops.modeling.lgbm import LgbmInputs, train_booster
 from creditops.modeling.training import TrainOptions, split_rows
-from creditops.modeling.treeshap import K_ZERO_THRESHOLD, TreeShapExplainer, shap_weight_tables
+from creditops.modeling.treeshap import TreeShapExplainer, shap_weight_tables
+from creditops.modeling.treeshap_trees import K_ZERO_THRESHOLD
 
 pytestmark = pytest.mark.unit
 
