@@ -16,6 +16,7 @@ from scipy.spatial.distance import jensenshannon
 from creditops.errors import ConfigError, DataError, InvalidInputError
 from creditops.features.dataset import normalise_categorical
 from creditops.modeling.profile import build_reference_profile, decile_edges
+from creditops.monitoring import drift_count_stats as cs
 from creditops.monitoring import drift_stats as ds
 from creditops.monitoring.drift import Hysteresis
 from creditops.monitoring.drift_binned import (
@@ -30,6 +31,7 @@ from creditops.monitoring.drift_binned import (
 )
 from creditops.monitoring.drift_config import DriftConfig, FeatureOverride
 from creditops.monitoring.drift_exact import data_drift_exact, prepare_reference
+from creditops.monitoring.drift_levels import level_of, worst
 from creditops.monitoring.prediction_drift import (
     ApprovalCounts,
     PredictionDriftConfig,
@@ -141,31 +143,31 @@ def test_count_statistics_match_scipy_and_definitions() -> None:
     ref = np.array([120, 80, 0, 40, 10])
     cur = np.array([100, 95, 7, 30, 0])
     chi2, p, _, _ = stats.chi2_contingency(np.vstack([ref, cur]), correction=False)
-    assert _close(ds.chi2_homogeneity(ref, cur)[0], chi2) and _close(
-        ds.chi2_homogeneity(ref, cur)[1], p
+    assert _close(cs.chi2_homogeneity(ref, cur)[0], chi2) and _close(
+        cs.chi2_homogeneity(ref, cur)[1], p
     )
     assert _close(
-        ds.jensen_shannon(ref, cur), float(jensenshannon(ref / ref.sum(), cur / cur.sum()))
+        cs.jensen_shannon(ref, cur), float(jensenshannon(ref / ref.sum(), cur / cur.sum()))
     )
     p_ref = np.where(ref == 0, 1e-4, ref / ref.sum())
     p_cur = np.where(cur == 0, 1e-4, cur / cur.sum())
     expected_psi = sum((c - r) * np.log(c / r) for r, c in zip(p_ref, p_cur, strict=True))
-    assert _close(ds.psi(ref, cur), float(expected_psi))
+    assert _close(cs.psi(ref, cur), float(expected_psi))
     assert _close(
-        ds.total_variation(ref, cur), 0.5 * float(np.abs(ref / ref.sum() - cur / cur.sum()).sum())
+        cs.total_variation(ref, cur), 0.5 * float(np.abs(ref / ref.sum() - cur / cur.sum()).sum())
     )
-    assert ds.chi2_homogeneity([5, 0], [7, 0]) == (0.0, 1.0)  # one category: nothing differs
+    assert cs.chi2_homogeneity([5, 0], [7, 0]) == (0.0, 1.0)  # one category: nothing differs
 
 
 def test_benjamini_hochberg_matches_scipy() -> None:
     p = np.random.default_rng(8).uniform(0, 0.2, 40) ** 2
     np.testing.assert_allclose(
-        ds.benjamini_hochberg(p), stats.false_discovery_control(p), rtol=1e-12
+        cs.benjamini_hochberg(p), stats.false_discovery_control(p), rtol=1e-12
     )
 
 
 def test_two_proportion_z_matches_chi_square_of_the_table() -> None:
-    z, p = ds.two_proportion_z(600, 1000, 1150, 2000)
+    z, p = cs.two_proportion_z(600, 1000, 1150, 2000)
     table = np.array([[600, 400], [1150, 850]])
     chi2, p_chi2, _, _ = stats.chi2_contingency(table, correction=False)
     assert _close(z**2, chi2) and _close(p, p_chi2) and z < 0
@@ -223,7 +225,7 @@ def test_psi_bins_are_frozen_reference_deciles() -> None:
         p_ref = np.append(ref_bins, ref[name].isna().sum())
         p_cur = np.append(cur_bins, cur[name].isna().sum())
         result = data_drift_exact(prepared, cur, TYPES_ALL).feature(name)
-        assert _close(result.psi, ds.psi(p_ref, p_cur))
+        assert _close(result.psi, cs.psi(p_ref, p_cur))
         # The bins come from the reference only: the current data never moves them.
         assert _close(data_drift_exact(prepared, cur * 1, TYPES_ALL).feature(name).psi, result.psi)
 
@@ -313,7 +315,7 @@ def test_categories_are_normalised_like_training() -> None:
 )
 def test_canonical_categories_match_training_normalisation(keys: list[object]) -> None:
     expected = normalise_categorical(pd.Series(keys, dtype=object)).tolist()
-    assert ds.canonical_categories(keys) == expected
+    assert cs.canonical_categories(keys) == expected
 
 
 # --------------------------------------------------------------------------- dataset level
@@ -349,9 +351,9 @@ def test_score_share_weights_and_level() -> None:
 )
 def test_dataset_level_bands(score: float, share: float, level: str) -> None:
     config = DriftConfig()
-    by_score = ds.level_of(score, config.warning_score, config.critical_score)
-    by_share = ds.level_of(share, config.warning_share, config.critical_share)
-    assert ds.worst(by_score, by_share) == level
+    by_score = level_of(score, config.warning_score, config.critical_score)
+    by_share = level_of(share, config.warning_share, config.critical_share)
+    assert worst(by_score, by_share) == level
 
 
 # --------------------------------------------------------------------------- binned mode
@@ -523,7 +525,7 @@ def test_prediction_drift_psi_and_approval_rate() -> None:
     result = prediction_drift(reference, current, approval)
     edges = [-np.inf, *reference["edges"], np.inf]
     cur_bins = pd.Series(pd.cut(current, edges, right=True)).value_counts(sort=False).to_numpy()
-    assert _close(result.psi, ds.psi(np.append(reference["counts"], 0), np.append(cur_bins, 0)))
+    assert _close(result.psi, cs.psi(np.append(reference["counts"], 0), np.append(cur_bins, 0)))
     assert result.psi_level == "critical"
     table = np.array([[12_000, 8000], [3300, 1700]])
     assert _close(result.p_value, stats.chi2_contingency(table, correction=False)[1])

@@ -6,7 +6,8 @@ raw frames, :mod:`creditops.monitoring.drift_binned` on the training-time refere
 -> result (:class:`DriftResult`, :class:`FeatureDrift`, ``to_dict()``) -> condition (levels
 from the thresholds, and :class:`Hysteresis` across windows). Prediction drift follows the
 same pattern in :mod:`creditops.monitoring.prediction_drift`; the statistics live in
-:mod:`creditops.monitoring.drift_stats`.
+:mod:`creditops.monitoring.drift_stats` and :mod:`creditops.monitoring.drift_count_stats`,
+the levels in :mod:`creditops.monitoring.drift_levels`.
 
 This module holds the results and what both modes share, defined below: a feature measured
 from its reference and current bin counts and judged, the features combined into the
@@ -62,9 +63,10 @@ import pandas as pd
 
 from creditops.errors import ConfigError, DataError, InvalidInputError
 from creditops.features.dataset import parse_numeric
+from creditops.monitoring import drift_count_stats as cs
 from creditops.monitoring import drift_stats as ds
 from creditops.monitoring.drift_config import DriftConfig, FeatureType, Rule
-from creditops.monitoring.drift_stats import Hysteresis, Level, level_of, worst
+from creditops.monitoring.drift_levels import Hysteresis, Level, level_of, worst
 
 __all__ = [
     "BinShare",
@@ -210,7 +212,7 @@ def bin_labels(edges: Iterable[float]) -> list[str]:
 
 
 def bin_shares(labels: list[str], ref: npt.ArrayLike, cur: npt.ArrayLike) -> tuple[BinShare, ...]:
-    p, q = ds.shares(ref), ds.shares(cur)
+    p, q = cs.shares(ref), cs.shares(cur)
     return tuple(BinShare(b, float(x), float(y)) for b, x, y in zip(labels, p, q, strict=True))
 
 
@@ -228,7 +230,7 @@ def measure_numeric(
         feature=feature,
         kind="numeric",
         rule=rule,
-        psi=ds.psi(ref_vec, cur_vec),
+        psi=cs.psi(ref_vec, cur_vec),
         bins=bin_shares([*bin_labels(edges), MISSING_BIN], ref_vec, cur_vec),
         counts=(int(ref[0].sum()), int(cur[0].sum()), int(ref[1]), int(cur[1])),
         comparison=comparison,
@@ -269,12 +271,12 @@ def measure_categorical(
         feature=feature,
         kind="categorical",
         rule=rule,
-        psi=ds.psi(ref_vec, cur_vec),
+        psi=cs.psi(ref_vec, cur_vec),
         bins=bin_shares(names, ref_vec, cur_vec),
         counts=(n_ref, n_cur, int(ref_missing), int(cur_missing)),
-        chi2=ds.chi2_homogeneity(ref_vec, cur_vec) if testable else None,
-        tvd=ds.total_variation(ref_vec, cur_vec) if testable else None,
-        js=ds.jensen_shannon(ref_vec, cur_vec) if testable else None,
+        chi2=cs.chi2_homogeneity(ref_vec, cur_vec) if testable else None,
+        tvd=cs.total_variation(ref_vec, cur_vec) if testable else None,
+        js=cs.jensen_shannon(ref_vec, cur_vec) if testable else None,
         unseen=(sum(v for _, v in unseen), tuple(k for k, _ in unseen[:MAX_UNSEEN_EXAMPLES])),
     )
 
@@ -333,7 +335,7 @@ def finalise(
     tested = [i for i, p in enumerate(raw) if p is not None]
     adjusted: list[float | None] = list(raw)
     if config.correction == "bh" and tested:
-        corrected = ds.benjamini_hochberg([float(raw[i]) for i in tested])  # type: ignore[arg-type]
+        corrected = cs.benjamini_hochberg([float(raw[i]) for i in tested])  # type: ignore[arg-type]
         for i, value in zip(tested, corrected, strict=True):
             adjusted[i] = float(value)
     results = tuple(_judge(m, p, config) for m, p in zip(measured, adjusted, strict=True))

@@ -6,7 +6,8 @@
 memory. Binned KS and Wasserstein are approximate (see
 :func:`~creditops.monitoring.drift_stats.binned_compare`). The count containers
 (:class:`NumericCounts`, :class:`CategoricalCounts`) and :func:`count_numeric` come from
-:mod:`creditops.monitoring.drift_stats` and are exported here with the mode that uses them.
+:mod:`creditops.monitoring.drift_stats` and :mod:`creditops.monitoring.drift_count_stats`
+and are exported here with the mode that uses them.
 
 Elsewhere: the configuration in :mod:`creditops.monitoring.drift_config`; the per-feature
 measurement and judgement, the dataset level and the results (with every definition) in
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from creditops.errors import InvalidInputError
+from creditops.monitoring import drift_count_stats as cs
 from creditops.monitoring import drift_stats as ds
 from creditops.monitoring.drift import (
     DriftResult,
@@ -33,7 +35,8 @@ from creditops.monitoring.drift import (
     numeric_values,
 )
 from creditops.monitoring.drift_config import DriftConfig, FeatureType, Rule
-from creditops.monitoring.drift_stats import CategoricalCounts, NumericCounts, count_numeric
+from creditops.monitoring.drift_count_stats import CategoricalCounts
+from creditops.monitoring.drift_stats import NumericCounts, count_numeric
 
 __all__ = [
     "BinnedAccumulator",
@@ -96,7 +99,7 @@ class BinnedAccumulator:
                 values = numeric_values(chunk, name, "current")
                 self._counts[name] = held.merge(count_numeric(values, self._grids[name]))
             else:
-                self._counts[name] = held.merge(CategoricalCounts(*ds.category_counts(chunk[name])))
+                self._counts[name] = held.merge(CategoricalCounts(*cs.category_counts(chunk[name])))
         self.n_rows += len(chunk)
 
     def counts(self) -> dict[str, BinnedCounts]:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from creditops.errors import InvalidInputError
 from creditops.modeling.profile import N_QUANTILE_BINS
+from creditops.monitoring import drift_count_stats as cs
 from creditops.monitoring import drift_stats as ds
 from creditops.monitoring.drift import (
     DriftResult,
@@ -86,7 +87,7 @@ def prepare_reference(frame: pd.DataFrame, feature_types: Mapping[str, str]) -> 
     features: dict[str, ReferenceNumeric | ReferenceCategorical] = {}
     for name, kind in feature_types.items():
         if kind == "categorical":
-            counts, missing = ds.category_counts(frame[name])
+            counts, missing = cs.category_counts(frame[name])
             features[name] = ReferenceCategorical(counts, missing)
             continue
         sample, missing = ds.Sample.from_array(numeric_values(frame, name, "reference"))
@@ -132,7 +133,7 @@ def data_drift_exact(
                 )
             )
         elif isinstance(ref, ReferenceCategorical) and kind == "categorical":
-            cur = ds.category_counts(current[name])
+            cur = cs.category_counts(current[name])
             measured.append(measure_categorical(name, rule, (ref.counts, 0, ref.missing), cur))
         else:
             raise InvalidInputError(

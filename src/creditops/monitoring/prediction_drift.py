@@ -9,7 +9,8 @@ serialisable, fingerprinted.
 Elsewhere: data drift's results, bin labels and definitions in
 :mod:`creditops.monitoring.drift`, the score grid of binned counts in
 :mod:`creditops.monitoring.drift_binned`, the statistics in
-:mod:`creditops.monitoring.drift_stats`.
+:mod:`creditops.monitoring.drift_stats` and :mod:`creditops.monitoring.drift_count_stats`,
+the levels in :mod:`creditops.monitoring.drift_levels`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import numpy as np
 import numpy.typing as npt
 
 from creditops.errors import InvalidInputError
+from creditops.monitoring import drift_count_stats as cs
 from creditops.monitoring import drift_stats as ds
 from creditops.monitoring.drift import MISSING_BIN, BinShare, bin_labels, bin_shares
 from creditops.monitoring.drift_binned import numeric_grid
 from creditops.monitoring.drift_config import canonical_sha256, from_mapping, require
-from creditops.monitoring.drift_stats import Level, NumericCounts, count_numeric, level_of, worst
+from creditops.monitoring.drift_levels import Level, level_of, worst
+from creditops.monitoring.drift_stats import NumericCounts, count_numeric
 
 __all__ = [
     "ApprovalCounts",
@@ -126,13 +129,13 @@ def prediction_drift(
         cur_bins, cur_missing = counted.counts, counted.missing
     ref_vec = np.append(ref_bins, int(reference["missing"]))
     cur_vec = np.append(cur_bins, cur_missing)
-    psi = ds.psi(ref_vec, cur_vec)
+    psi = cs.psi(ref_vec, cur_vec)
     psi_level = level_of(psi, config.psi_warning, config.psi_critical, critical_inclusive=True)
     rates: tuple[float | None, ...] = (None, None, None, None, None)
     approval_level: Level = "ok"
     if approval is not None:
         a = approval
-        z, p = ds.two_proportion_z(
+        z, p = cs.two_proportion_z(
             a.reference_approved, a.reference_total, a.current_approved, a.current_total
         )
         ref_rate, cur_rate = (
