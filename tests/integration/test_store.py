@@ -31,6 +31,11 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.errors import ConfigError, InvalidInputError, NotFoundError
+from creditops.store.admin_repositories import (
+    ApiKeyRepository,
+    AuditRepository,
+    ModelControlRepository,
+)
 from creditops.store.decision_log import DecisionLogError, DecisionLogWriter, DecisionRecord
 from creditops.store.engine import (
     StoreUnavailableError,
@@ -50,14 +55,7 @@ from creditops.store.migrations_api import (
     schema_differences,
     upgrade_database,
 )
-from creditops.store.repositories import (
-    ApiKeyRepository,
-    AuditRepository,
-    DecisionRepository,
-    ModelControlRepository,
-    OutcomeRepository,
-    ReviewRepository,
-)
+from creditops.store.repositories import DecisionRepository, OutcomeRepository, ReviewRepository
 from creditops.store.tables import DecisionRow, OutcomeRow, ReviewRow, metadata
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,10 @@ Modules:
   session factories, health check, transient-error retries.
 - :mod:`creditops.store.tables`: the ORM rows (``*Row``) and ``metadata``.
 - :mod:`creditops.store.migrations_api`: Alembic migrations driven from code (no alembic.ini).
-- :mod:`creditops.store.repositories`: query helpers; they never commit.
+- :mod:`creditops.store.repositories`: query helpers (they never commit) of the decision
+  log: decisions, outcomes, reviews, labelled windows; the helpers all repositories share.
+- :mod:`creditops.store.admin_repositories`: API keys, the audit trail, model controls.
+- :mod:`creditops.store.monitoring_repositories`: monitoring reports and worker state.
 - :mod:`creditops.store.decision_log`: the group-commit decision writer.
 
 This package must not import fastapi, mlflow or typer (it is used by the API, the CLI and

@@ -5,6 +5,12 @@ calls it owns the transaction (typically ``with factory() as s, s.begin(): ...``
 :func:`creditops.store.engine.run_transaction`), so several repository calls commit or
 roll back together. Upserts use ``INSERT ... ON CONFLICT``, which SQLite and PostgreSQL
 both support, so concurrent writers of the same key cannot fail with a duplicate key.
+
+This module holds the helpers every repository shares and the repositories of the decision
+log: decisions, their outcomes and reviews, and labelled windows (decisions joined with their
+outcomes). API keys, the audit trail and model controls are in
+:mod:`creditops.store.admin_repositories`; monitoring reports and the monitoring worker's
+state in :mod:`creditops.store.monitoring_repositories`.
 """
 
 from __future__ import annotations
@@ -14,41 +20,30 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from sqlalchemy import CursorResult, Select, Table, delete, exists, func, select, update
+from sqlalchemy import CursorResult, Select, Table, delete, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from creditops.errors import InvalidInputError, NotFoundError
 from creditops.store.decision_log import DecisionRecord
-from creditops.store.tables import (
-    ApiKeyRow,
-    AuditRow,
-    Base,
-    DecisionRow,
-    ModelControlRow,
-    MonitoringReportRow,
-    MonitorStateRow,
-    OutcomeRow,
-    ReviewRow,
-)
+from creditops.store.tables import Base, DecisionRow, OutcomeRow, ReviewRow
 
 __all__ = [
-    "ApiKeyRepository",
-    "AuditRepository",
     "DecisionRepository",
     "LabelledWindowRepository",
-    "ModelControlRepository",
-    "MonitorStateRepository",
-    "MonitoringReportRepository",
     "OutcomeRepository",
     "ReviewRepository",
+    "positive",
+    "rowcount",
+    "upsert_insert",
+    "utc_now",
 ]
 
 FINAL_DECISIONS = frozenset({"approve", "decline"})
-AUDIT_OUTCOMES = frozenset({"ok", "denied", "error"})
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """The default timestamp of rows written without an explicit time."""
     return datetime.now(UTC)
 
 
@@ -56,18 +51,20 @@ def _table(row: type[Base]) -> Table:
     return cast(Table, row.__table__)
 
 
-def _upsert_insert(session: Session, row: type[Base]) -> Any:
+def upsert_insert(session: Session, row: type[Base]) -> Any:
     """A dialect-specific INSERT (with ``on_conflict_do_*``) for the session's database."""
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(_table(row))
     return sqlite.insert(_table(row))
 
 
-def _rowcount(result: Any) -> int:
+def rowcount(result: Any) -> int:
+    """Rows matched by an UPDATE or DELETE result."""
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-def _positive(name: str, value: int, *, allow_zero: bool = False) -> None:
+def positive(name: str, value: int, *, allow_zero: bool = False) -> None:
+    """Reject a negative (or, unless ``allow_zero``, zero) limit, offset or chunk size."""
     if value < 0 or (value == 0 and not allow_zero):
         raise InvalidInputError(f"{name} must be {'>= 0' if allow_zero else '> 0'}.", field=name)
 
@@ -120,7 +117,7 @@ class DecisionRepository:
         when rows share a timestamp. Rows inserted behind the cursor meanwhile are not seen.
         Yielded rows are expunged from the session afterwards to keep memory flat.
         """
-        _positive("chunk_size", chunk_size)
+        positive("chunk_size", chunk_size)
         last: tuple[datetime, str] | None = None
         while True:
             query = self._filtered(select(DecisionRow), since, model)
@@ -153,12 +150,12 @@ class DecisionRepository:
             self.session.execute(delete(child).where(child.c.decision_id.in_(old)))
         decisions = _table(DecisionRow)
         result = self.session.execute(delete(decisions).where(decisions.c.created_at < cutoff))
-        return _rowcount(result)
+        return rowcount(result)
 
     def pending_reviews(self, limit: int = 50, offset: int = 0) -> builtins.list[DecisionRow]:
         """Decisions referred to review that nobody reviewed yet, oldest first."""
-        _positive("limit", limit)
-        _positive("offset", offset, allow_zero=True)
+        positive("limit", limit)
+        positive("offset", offset, allow_zero=True)
         reviewed = exists().where(ReviewRow.decision_id == DecisionRow.decision_id)
         query = (
             select(DecisionRow)
@@ -204,7 +201,7 @@ class OutcomeRepository:
                 f" not {application_id!r}.",
                 field="application_id",
             )
-        recorded_at = now or _now()
+        recorded_at = now or utc_now()
         values = {
             "decision_id": decision_id,
             "application_id": application_id,
@@ -212,7 +209,7 @@ class OutcomeRepository:
             "observed_at": observed_at,
             "recorded_at": recorded_at,
         }
-        stmt = _upsert_insert(self.session, OutcomeRow).values(**values)
+        stmt = upsert_insert(self.session, OutcomeRow).values(**values)
         # RETURNING tells reliably whether the row was inserted (rowcount of an INSERT is
         # not guaranteed by every driver).
         stmt = stmt.on_conflict_do_nothing().returning(_table(OutcomeRow).c.decision_id)
@@ -265,7 +262,7 @@ class ReviewRepository:
             override_reason_code=override_reason_code,
             note=note,
             reviewer=reviewer,
-            created_at=at or _now(),
+            created_at=at or utc_now(),
         )
         self.session.add(row)
         self.session.flush()
@@ -287,213 +284,6 @@ class ReviewRepository:
         return None if total == 0 else overrides / total
 
 
-class ApiKeyRepository:
-    """API keys. Only the sha256 of a secret is stored and looked up.
-
-    :meth:`touch` is a write: the caller should throttle it (e.g. once a minute per key)
-    rather than call it on every request, or it defeats the decision log's group commit.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def add(
-        self,
-        key_id: str,
-        name: str,
-        key_hash: str,
-        scopes: builtins.list[str],
-        *,
-        created_at: datetime | None = None,
-    ) -> ApiKeyRow:
-        row = ApiKeyRow(
-            key_id=key_id,
-            name=name,
-            key_hash=key_hash,
-            scopes=builtins.list(scopes),
-            created_at=created_at or _now(),
-        )
-        self.session.add(row)
-        self.session.flush()
-        return row
-
-    def get(self, key_id: str) -> ApiKeyRow | None:
-        return self.session.get(ApiKeyRow, key_id)
-
-    def get_active_by_hash(self, key_hash: str) -> ApiKeyRow | None:
-        query = select(ApiKeyRow).where(
-            ApiKeyRow.key_hash == key_hash, ApiKeyRow.revoked_at.is_(None)
-        )
-        return self.session.scalars(query).one_or_none()
-
-    def list(self) -> builtins.list[ApiKeyRow]:
-        """All keys, revoked ones included, oldest first."""
-        query = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.key_id)
-        return builtins.list(self.session.scalars(query))
-
-    def revoke(self, key_id: str, *, at: datetime | None = None) -> bool:
-        """Revoke a key; False if it does not exist or was already revoked."""
-        stmt = (
-            update(ApiKeyRow)
-            .where(ApiKeyRow.key_id == key_id, ApiKeyRow.revoked_at.is_(None))
-            .values(revoked_at=at or _now())
-            .execution_options(synchronize_session="fetch")
-        )
-        return _rowcount(self.session.execute(stmt)) == 1
-
-    def touch(self, key_id: str, at: datetime) -> None:
-        """Set the key's ``last_used_at`` to ``at``."""
-        stmt = (
-            update(ApiKeyRow)
-            .where(ApiKeyRow.key_id == key_id)
-            .values(last_used_at=at)
-            .execution_options(synchronize_session="fetch")
-        )
-        self.session.execute(stmt)
-
-
-class AuditRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def add(
-        self,
-        actor: str,
-        action: str,
-        target: str,
-        outcome: str,
-        details: dict[str, Any] | None = None,
-        *,
-        at: datetime | None = None,
-    ) -> AuditRow:
-        if outcome not in AUDIT_OUTCOMES:
-            raise InvalidInputError(
-                f"outcome must be one of {sorted(AUDIT_OUTCOMES)}.", field="outcome"
-            )
-        row = AuditRow(
-            at=at or _now(),
-            actor=actor,
-            action=action,
-            target=target,
-            outcome=outcome,
-            details=dict(details or {}),
-        )
-        self.session.add(row)
-        self.session.flush()
-        return row
-
-    def list(self, limit: int = 100, action: str | None = None) -> builtins.list[AuditRow]:
-        """The newest ``limit`` entries (of ``action`` only, if given), newest first."""
-        _positive("limit", limit)
-        query = select(AuditRow)
-        if action is not None:
-            query = query.where(AuditRow.action == action)
-        query = query.order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
-        return builtins.list(self.session.scalars(query))
-
-
-class ModelControlRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get(self, model_name: str) -> ModelControlRow | None:
-        return self.session.get(ModelControlRow, model_name)
-
-    def set(
-        self,
-        model_name: str,
-        suspended: bool,
-        reason: str,
-        actor: str,
-        *,
-        at: datetime | None = None,
-    ) -> ModelControlRow:
-        """Create or replace the controls of ``model_name``; returns the stored row."""
-        values = {
-            "model_name": model_name,
-            "suspended": suspended,
-            "reason": reason,
-            "updated_at": at or _now(),
-            "updated_by": actor,
-        }
-        stmt = _upsert_insert(self.session, ModelControlRow).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["model_name"],
-            set_={k: stmt.excluded[k] for k in values if k != "model_name"},
-        )
-        self.session.execute(stmt)
-        query = (
-            select(ModelControlRow)
-            .where(ModelControlRow.model_name == model_name)
-            .execution_options(populate_existing=True)
-        )
-        return self.session.scalars(query).one()
-
-    def list(self) -> builtins.list[ModelControlRow]:
-        """The controls of every model that has any, by model name."""
-        query = select(ModelControlRow).order_by(ModelControlRow.model_name)
-        return builtins.list(self.session.scalars(query))
-
-
-class MonitoringReportRepository:
-    """Stored monitoring checks; history is kept and queryable."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def add(self, row: MonitoringReportRow) -> MonitoringReportRow:
-        self.session.add(row)
-        self.session.flush()
-        return row
-
-    def get(self, report_id: str) -> MonitoringReportRow | None:
-        return self.session.get(MonitoringReportRow, report_id)
-
-    def list(
-        self,
-        model: str | None = None,
-        kind: str | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> builtins.list[MonitoringReportRow]:
-        """Newest first."""
-        _positive("limit", limit)
-        _positive("offset", offset, allow_zero=True)
-        query = select(MonitoringReportRow)
-        if model is not None:
-            query = query.where(MonitoringReportRow.model_name == model)
-        if kind is not None:
-            query = query.where(MonitoringReportRow.kind == kind)
-        query = query.order_by(
-            MonitoringReportRow.created_at.desc(), MonitoringReportRow.report_id.desc()
-        )
-        return builtins.list(self.session.scalars(query.limit(limit).offset(offset)))
-
-    def latest(self, model: str, kind: str) -> MonitoringReportRow | None:
-        found = self.list(model=model, kind=kind, limit=1)
-        return found[0] if found else None
-
-
-class MonitorStateRepository:
-    """Key-value state of the monitoring worker (alert episodes, last check times)."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        row = self.session.get(MonitorStateRow, key)
-        return dict(row.value) if row is not None else None
-
-    def put(self, key: str, value: dict[str, Any], *, at: datetime | None = None) -> None:
-        values = {"key": key, "value": value, "updated_at": at or _now()}
-        stmt = _upsert_insert(self.session, MonitorStateRow).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["key"],
-            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-        )
-        self.session.execute(stmt)
-
-
 class LabelledWindowRepository:
     """Decisions joined with their observed outcomes, for performance monitoring."""
 
@@ -504,7 +294,7 @@ class LabelledWindowRepository:
         self, model: str, limit: int, *, oldest_first: bool = False
     ) -> builtins.list[tuple[DecisionRow, OutcomeRow]]:
         """The ``limit`` most recent (or, with ``oldest_first``, earliest) labelled decisions."""
-        _positive("limit", limit)
+        positive("limit", limit)
         order = DecisionRow.created_at.asc() if oldest_first else DecisionRow.created_at.desc()
         query = (
             select(DecisionRow, OutcomeRow)
