@@ -30,7 +30,8 @@ from creditops.services.monitoring import run_checks
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import ensure_current
-from creditops.store.repositories import DecisionRepository, MonitorStateRepository
+from creditops.store.monitoring_repositories import MonitorStateRepository
+from creditops.store.repositories import DecisionRepository
 
 log = logging.getLogger("creditops.worker")
 ADVISORY_LOCK_ID = 0x63726564  # "cred"

@@ -36,10 +36,10 @@ from creditops.errors import CreditopsError
 from creditops.services.context import AppContext
 from creditops.services.serving import load_router, refresh_router
 from creditops.settings import Settings, get_settings
+from creditops.store.admin_repositories import ApiKeyRepository
 from creditops.store.decision_log import DecisionLogWriter
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import ensure_current
-from creditops.store.repositories import ApiKeyRepository
 
 log = logging.getLogger("creditops.api")
 

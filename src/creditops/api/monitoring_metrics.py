@@ -15,7 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
-from creditops.store.repositories import MonitoringReportRepository
+from creditops.store.monitoring_repositories import MonitoringReportRepository
 
 LEVELS = {"ok": 0, "warning": 1, "critical": 2}
 METRIC_NAMES = (

@@ -18,8 +18,8 @@ from creditops.api.security import Authenticator
 from creditops.services.context import AppContext
 from creditops.services.serving import DecisionResult, ModelRouter
 from creditops.settings import Settings
+from creditops.store.admin_repositories import ModelControlRepository
 from creditops.store.decision_log import DecisionLogWriter, DecisionRecord
-from creditops.store.repositories import ModelControlRepository
 
 APPROVAL_WINDOW = 1000
 

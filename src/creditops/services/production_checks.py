@@ -21,7 +21,7 @@ from creditops.errors import InvalidInputError
 from creditops.features.spec import Spec
 from creditops.modeling.evaluation import FAIRNESS_MIN_GROUP, protected_groups
 from creditops.modeling.metrics import brier_score, classification_metrics, roc_auc
-from creditops.monitoring.drift_stats import two_proportion_z
+from creditops.monitoring.drift_count_stats import two_proportion_z
 from creditops.monitoring.fairness import compute_fairness
 from creditops.store.repositories import DecisionRepository, LabelledWindowRepository
 from creditops.store.tables import DecisionRow

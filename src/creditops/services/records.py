@@ -16,14 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.domain.access import hash_key
 from creditops.errors import InvalidInputError, NotFoundError
-from creditops.store.repositories import (
+from creditops.store.admin_repositories import (
     ApiKeyRepository,
     AuditRepository,
-    DecisionRepository,
     ModelControlRepository,
-    OutcomeRepository,
-    ReviewRepository,
 )
+from creditops.store.repositories import DecisionRepository, OutcomeRepository, ReviewRepository
 from creditops.store.tables import ApiKeyRow, DecisionRow
 
 KEY_PREFIX = "co"

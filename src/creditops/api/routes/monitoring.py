@@ -15,6 +15,7 @@ from creditops.domain.windows import parse_since
 from creditops.services import monitoring
 from creditops.services.alerting import send_test_alert
 from creditops.services.models import load_model
+from creditops.services.monitoring_reports import CheckOutcome, get_report, list_reports
 from creditops.services.production_checks import PerformanceConfig, performance_drift
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -65,7 +66,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
     def served(name: str) -> None:
         state.router.route(name)  # 404 for a model this service does not serve
 
-    async def checks(body: WindowRequest, kinds: tuple[str, ...]) -> monitoring.CheckOutcome:
+    async def checks(body: WindowRequest, kinds: tuple[str, ...]) -> CheckOutcome:
         """Run ``kinds`` on a window of a served model's log, off the event loop."""
         served(body.model)
         return await run_in_threadpool(
@@ -121,9 +122,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
     ) -> list[dict[str, Any]]:
         """Stored check results, newest first."""
         del principal
-        return await run_in_threadpool(
-            monitoring.list_reports, state.sessions, model, kind, limit, offset
-        )
+        return await run_in_threadpool(list_reports, state.sessions, model, kind, limit, offset)
 
     @router.get("/v1/drift/reports/{report_id}", operation_id="get_report")
     async def report(
@@ -131,7 +130,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
     ) -> dict[str, Any]:
         """One stored check with its full result."""
         del principal
-        return await run_in_threadpool(monitoring.get_report, state.sessions, report_id)
+        return await run_in_threadpool(get_report, state.sessions, report_id)
 
     @router.post("/v1/fairness/analyze", operation_id="analyze_fairness")
     async def fairness(body: WindowRequest, principal: Principal = scope) -> dict[str, Any]:
