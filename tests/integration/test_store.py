@@ -28,6 +28,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, event, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.exc import OperationalError as SAOperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.errors import ConfigError, InvalidInputError, NotFoundError
@@ -255,6 +256,43 @@ def test_concurrent_ensure_current_is_safe(url: str) -> None:
         thread.join(30)
     assert errors == []
     assert current_revision(url) == head_revision()
+
+
+def test_ensure_current_retries_a_transient_lock_and_nothing_else(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that meets "database is locked" at start-up retries; other errors surface."""
+    from creditops.store import migrations_api
+
+    real_upgrade = migrations_api.upgrade_database
+    calls: list[str] = []
+
+    def locked(message: str) -> StoreUnavailableError:
+        cause = SAOperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(message))
+        error = StoreUnavailableError(f"Cannot migrate the service database: {message}")
+        error.__cause__ = cause
+        return error
+
+    def flaky_upgrade(url: str, revision: str = "head") -> None:
+        calls.append(revision)
+        if len(calls) <= 2:
+            raise locked("database is locked")
+        real_upgrade(url, revision)
+
+    monkeypatch.setattr(migrations_api, "upgrade_database", flaky_upgrade)
+    downgrade_database(sqlite_url, "base")
+    ensure_current(sqlite_url)
+    assert len(calls) == 3 and current_revision(sqlite_url) == head_revision()
+
+    def broken_upgrade(url: str, revision: str = "head") -> None:
+        calls.append(revision)
+        raise locked("no such table: decisions")
+
+    calls.clear()
+    monkeypatch.setattr(migrations_api, "upgrade_database", broken_upgrade)
+    with pytest.raises(StoreUnavailableError, match="no such table"):
+        ensure_current(sqlite_url)
+    assert len(calls) == 1  # not transient: no retry
 
 
 def test_unknown_revision_is_invalid_input(url: str) -> None:

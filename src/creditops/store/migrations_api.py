@@ -17,6 +17,8 @@ find the database at head and do nothing.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.resources import as_file, files
@@ -33,8 +35,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from creditops.errors import InvalidInputError
-from creditops.store.engine import READ_ONLY_OPTION, StoreUnavailableError, create_db_engine
+from creditops.store.engine import (
+    READ_ONLY_OPTION,
+    StoreUnavailableError,
+    create_db_engine,
+    is_transient_error,
+)
 from creditops.store.tables import metadata
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "VERSION_TABLE",
@@ -108,13 +117,24 @@ def downgrade_database(url: str, revision: str) -> None:
     _run(url, "downgrade", revision)
 
 
-def ensure_current(url: str) -> None:
+def ensure_current(url: str, *, attempts: int = 5) -> None:
     """Bring the database at ``url`` to the newest schema (no-op when it is already there).
 
     Called by the service and the CLI at start-up, so the embedded SQLite store needs no
-    separate migration step.
+    separate migration step. Several workers start at once: on a SQLite file that does not
+    exist yet, one of them rarely got "database is locked" at once instead of waiting for the
+    busy timeout (about 1 in 40 runs of three threads under CPU load; the switch of a new file
+    to WAL is the likely moment). Transient errors are therefore retried with backoff.
     """
-    upgrade_database(url, "head")
+    for attempt in range(attempts):
+        try:
+            upgrade_database(url, "head")
+            return
+        except StoreUnavailableError as exc:
+            if attempt + 1 >= attempts or not is_transient_error(exc.__cause__ or exc):
+                raise
+            log.warning("migrating the service database: %s; retrying", exc)
+            time.sleep(0.05 * 2**attempt)
 
 
 def current_revision(url: str) -> str | None:
