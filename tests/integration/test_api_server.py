@@ -35,7 +35,7 @@ from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.services.records import audit_entries
-from creditops.store.decision_log import DecisionRecord
+from creditops.store.decision_records import DecisionRecord
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import (
     VERSION_TABLE,

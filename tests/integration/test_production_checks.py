@@ -19,7 +19,7 @@ from creditops.services.production_checks import (
     performance_drift,
     two_proportion_test,
 )
-from creditops.store.decision_log import DecisionRecord
+from creditops.store.decision_records import DecisionRecord
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import upgrade_database
 from creditops.store.repositories import DecisionRepository, OutcomeRepository

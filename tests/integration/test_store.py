@@ -37,7 +37,8 @@ from creditops.store.admin_repositories import (
     AuditRepository,
     ModelControlRepository,
 )
-from creditops.store.decision_log import DecisionLogError, DecisionLogWriter, DecisionRecord
+from creditops.store.decision_log import DecisionLogError, DecisionLogWriter
+from creditops.store.decision_records import DecisionRecord
 from creditops.store.engine import (
     StoreUnavailableError,
     check_database,
@@ -852,7 +853,8 @@ CHILD = textwrap.dedent(
     """
     import json, sys, threading, time, uuid
     from datetime import UTC, datetime
-    from creditops.store.decision_log import DecisionLogWriter, DecisionRecord
+    from creditops.store.decision_log import DecisionLogWriter
+    from creditops.store.decision_records import DecisionRecord
     from creditops.store.engine import create_db_engine
 
     url, start_at, seconds, tag = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]

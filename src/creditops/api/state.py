@@ -19,7 +19,8 @@ from creditops.services.context import AppContext
 from creditops.services.serving import DecisionResult, ModelRouter
 from creditops.settings import Settings
 from creditops.store.admin_repositories import ModelControlRepository
-from creditops.store.decision_log import DecisionLogWriter, DecisionRecord
+from creditops.store.decision_log import DecisionLogWriter
+from creditops.store.decision_records import DecisionRecord
 
 APPROVAL_WINDOW = 1000
 

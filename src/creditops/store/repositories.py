@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from creditops.errors import InvalidInputError, NotFoundError
-from creditops.store.decision_log import DecisionRecord
+from creditops.store.decision_records import DecisionRecord
 from creditops.store.tables import Base, DecisionRow, OutcomeRow, ReviewRow
 
 __all__ = [
