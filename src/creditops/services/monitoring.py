@@ -32,7 +32,7 @@ from creditops.monitoring.drift_exact import data_drift_exact
 from creditops.monitoring.prediction_drift import ApprovalCounts, prediction_drift
 from creditops.services.context import AppContext
 from creditops.services.models import LoadedModel, load_model
-from creditops.services.monitoring_reports import CheckOutcome, alert, store
+from creditops.services.monitoring_reports import CheckOutcome, CheckRun, alert, store
 from creditops.services.production_monitoring import check_fairness, check_performance
 from creditops.store.repositories import DecisionRepository
 
@@ -161,13 +161,14 @@ def run_checks(
     outcome = CheckOutcome(
         model=model, version=version, level="ok", should_retrain=False, reasons=[]
     )
+    check = CheckRun(ctx, sessions, loaded, outcome, since, until, triggered_by)
     levels = []
     if "data_drift" in kinds or "prediction_drift" in kinds:
-        levels += _check_drift(ctx, sessions, loaded, outcome, since, until, triggered_by)
+        levels += _check_drift(check)
     if "performance" in kinds:
-        levels.append(check_performance(ctx, sessions, loaded, outcome, triggered_by))
+        levels.append(check_performance(check))
     if "fairness" in kinds:
-        levels.append(check_fairness(ctx, sessions, loaded, outcome, since, until, triggered_by))
+        levels.append(check_fairness(check))
     order = {"ok": 0, "warning": 1, "critical": 2}
     outcome.level = max(levels, key=lambda lv: order.get(lv, 0)) if levels else "ok"
     outcome.should_retrain = bool(outcome.reasons)
@@ -187,16 +188,10 @@ def run_checks(
     return outcome
 
 
-def _check_drift(
-    ctx: AppContext,
-    sessions: sessionmaker[Session],
-    loaded: LoadedModel,
-    outcome: CheckOutcome,
-    since: datetime | None,
-    until: datetime | None,
-    triggered_by: str,
-) -> list[str]:
+def _check_drift(check: CheckRun) -> list[str]:
     """Data and prediction drift of the window: store both, alert on both; their levels."""
+    ctx, sessions, loaded, outcome = check.ctx, check.sessions, check.loaded, check.outcome
+    since, until, triggered_by = check.since, check.until, check.triggered_by
     model, version = outcome.model, outcome.version
     _, _, drift_settings = ctx.settings.monitor.for_model(model)
     config = drift_config(drift_settings, _importance(loaded))

@@ -24,6 +24,7 @@ from creditops.monitoring.alerts import Alert
 from creditops.monitoring.drift_levels import Hysteresis
 from creditops.services.alerting import build_dispatcher, build_tracker, track_and_notify
 from creditops.services.context import AppContext
+from creditops.services.models import LoadedModel
 from creditops.store.monitoring_repositories import (
     MonitoringReportRepository,
     MonitorStateRepository,
@@ -53,6 +54,21 @@ class CheckOutcome:
             "reasons": self.reasons,
             "reports": self.reports,
         }
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What every check of one :func:`~creditops.services.monitoring.run_checks` call reads:
+    the context, the store, the production version, the outcome the checks add to, the
+    window and who started the run."""
+
+    ctx: AppContext
+    sessions: sessionmaker[Session]
+    loaded: LoadedModel
+    outcome: CheckOutcome
+    since: datetime | None
+    until: datetime | None
+    triggered_by: str
 
 
 def store(

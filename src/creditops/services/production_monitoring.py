@@ -13,9 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from creditops.services.context import AppContext
-from creditops.services.models import LoadedModel
-from creditops.services.monitoring_reports import CheckOutcome, alert, store
+from creditops.services.monitoring_reports import CheckRun, alert, store
 from creditops.services.production_checks import (
     PerformanceConfig,
     fairness_in_production,
@@ -24,14 +22,10 @@ from creditops.services.production_checks import (
 from creditops.store.repositories import DecisionRepository
 
 
-def check_performance(
-    ctx: AppContext,
-    sessions: sessionmaker[Session],
-    loaded: LoadedModel,
-    outcome: CheckOutcome,
-    triggered_by: str,
-) -> str:
+def check_performance(check: CheckRun) -> str:
     """Metrics over the latest labelled decisions against validation; store, alert, level."""
+    ctx, sessions, loaded, outcome = check.ctx, check.sessions, check.loaded, check.outcome
+    triggered_by = check.triggered_by
     model, version, monitor = outcome.model, outcome.version, ctx.settings.monitor
     perf = performance_drift(
         sessions,
@@ -76,16 +70,10 @@ def check_performance(
     return str(perf["level"])
 
 
-def check_fairness(
-    ctx: AppContext,
-    sessions: sessionmaker[Session],
-    loaded: LoadedModel,
-    outcome: CheckOutcome,
-    since: datetime | None,
-    until: datetime | None,
-    triggered_by: str,
-) -> str:
+def check_fairness(check: CheckRun) -> str:
     """Approval rates by protected group and their drift; store, alert, level."""
+    ctx, sessions, loaded, outcome = check.ctx, check.sessions, check.loaded, check.outcome
+    since, until, triggered_by = check.since, check.until, check.triggered_by
     model, version, monitor = outcome.model, outcome.version, ctx.settings.monitor
     baseline = _baseline_window(sessions, model, since)
     fair = fairness_in_production(
