@@ -191,37 +191,11 @@ def run_checks(
 def _check_drift(check: CheckRun) -> list[str]:
     """Data and prediction drift of the window: store both, alert on both; their levels."""
     ctx, sessions, loaded, outcome = check.ctx, check.sessions, check.loaded, check.outcome
-    since, until, triggered_by = check.since, check.until, check.triggered_by
-    model, version = outcome.model, outcome.version
-    _, _, drift_settings = ctx.settings.monitor.for_model(model)
+    _, _, drift_settings = ctx.settings.monitor.for_model(outcome.model)
     config = drift_config(drift_settings, _importance(loaded))
-    data, pred, n = data_drift_from_log(loaded, sessions, since, until, config)
-    outcome.results["data_drift"] = data
-    outcome.results["prediction_drift"] = pred
-    outcome.reports["data_drift"] = store(
-        sessions,
-        model,
-        version,
-        "data_drift",
-        data["level"],
-        data,
-        n,
-        since,
-        until,
-        triggered_by,
-    )
-    outcome.reports["prediction_drift"] = store(
-        sessions,
-        model,
-        version,
-        "prediction_drift",
-        pred["level"],
-        pred,
-        n,
-        since,
-        until,
-        triggered_by,
-    )
+    data, pred, n = data_drift_from_log(loaded, sessions, check.since, check.until, config)
+    check.record("data_drift", data, n)
+    check.record("prediction_drift", pred, n)
     if data["level"] == "critical":
         outcome.reasons.append(
             f"data drift critical: drift score {data['drift_score']:.2f}, "

@@ -70,6 +70,26 @@ class CheckRun:
     until: datetime | None
     triggered_by: str
 
+    def record(
+        self, kind: str, result: Mapping[str, Any], n: int, *, windowed: bool = True
+    ) -> None:
+        """Keep ``result`` as this run's ``kind`` result and store it as a report row (over
+        the run's time window, or none for a check that is not windowed by time)."""
+        outcome = self.outcome
+        outcome.results[kind] = result
+        outcome.reports[kind] = store(
+            self.sessions,
+            outcome.model,
+            outcome.version,
+            kind,
+            result["level"],
+            result,
+            n,
+            self.since if windowed else None,
+            self.until if windowed else None,
+            self.triggered_by,
+        )
+
 
 def store(
     sessions: sessionmaker[Session],

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from creditops.services.monitoring_reports import CheckRun, alert, store
+from creditops.services.monitoring_reports import CheckRun, alert
 from creditops.services.production_checks import (
     PerformanceConfig,
     fairness_in_production,
@@ -25,27 +25,14 @@ from creditops.store.repositories import DecisionRepository
 def check_performance(check: CheckRun) -> str:
     """Metrics over the latest labelled decisions against validation; store, alert, level."""
     ctx, sessions, loaded, outcome = check.ctx, check.sessions, check.loaded, check.outcome
-    triggered_by = check.triggered_by
-    model, version, monitor = outcome.model, outcome.version, ctx.settings.monitor
+    model, monitor = outcome.model, ctx.settings.monitor
     perf = performance_drift(
         sessions,
         model,
         loaded.info.metrics,
         PerformanceConfig(window=monitor.performance_window, max_drop=monitor.max_performance_drop),
     )
-    outcome.results["performance"] = perf
-    outcome.reports["performance"] = store(
-        sessions,
-        model,
-        version,
-        "performance",
-        perf["level"],
-        perf,
-        perf["n_labelled"],
-        None,
-        None,
-        triggered_by,
-    )
+    check.record("performance", perf, perf["n_labelled"], windowed=False)  # by label count
     if perf["level"] == "critical":
         outcome.reasons.append(
             "performance dropped more than "
@@ -73,8 +60,7 @@ def check_performance(check: CheckRun) -> str:
 def check_fairness(check: CheckRun) -> str:
     """Approval rates by protected group and their drift; store, alert, level."""
     ctx, sessions, loaded, outcome = check.ctx, check.sessions, check.loaded, check.outcome
-    since, until, triggered_by = check.since, check.until, check.triggered_by
-    model, version, monitor = outcome.model, outcome.version, ctx.settings.monitor
+    model, since, monitor = outcome.model, check.since, ctx.settings.monitor
     baseline = _baseline_window(sessions, model, since)
     fair = fairness_in_production(
         sessions,
@@ -84,19 +70,7 @@ def check_fairness(check: CheckRun) -> str:
         baseline=baseline,
         min_ratio=monitor.fairness_min_ratio,
     )
-    outcome.results["fairness"] = fair
-    outcome.reports["fairness"] = store(
-        sessions,
-        model,
-        version,
-        "fairness",
-        fair["level"],
-        fair,
-        fair["n"],
-        since,
-        until,
-        triggered_by,
-    )
+    check.record("fairness", fair, fair["n"])
     outcome.deliveries += alert(
         ctx,
         sessions,
