@@ -415,7 +415,7 @@ def build_setup(args: argparse.Namespace) -> Setup:
     assert model.booster is not None and model.bundle.booster is not None
     applicants = load_applicants(args.applicants, args.seed, list(model.spec.features))
     names = model.encoder.feature_names
-    rows = np.vstack([model.encoder.encode_row(a["features"]) for a in applicants])
+    rows = model.encoder.encode_rows([a["features"] for a in applicants])
     if np.isnan(rows).any():
         raise RuntimeError("encoded applicants contain missing values; JSON cannot carry them")
     rules = model.policy.knockout_features()

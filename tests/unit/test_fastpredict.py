@@ -37,12 +37,13 @@ def test_single_row_raw_score_equals_booster_predict(early_stopping: bool) -> No
     fast = SingleRowPredictor.create(booster)
     assert fast is not None
     expected = booster.predict(x, raw_score=True)
-    got = np.array([fast.raw_score(row) for row in x])
+    got = np.concatenate([fast.raw_scores(x[i : i + 1]) for i in range(x.shape[0])])
     np.testing.assert_array_equal(got, expected)
-    # a (1, n) row works too, and a row of the wrong width is refused
-    assert fast.raw_score(x[:1]) == expected[0]
+    # a 1-d row is refused, and so is a row of the wrong width
     with pytest.raises(ValueError, match="expected 5 features"):
-        fast.raw_score(x[0, :4])
+        fast.raw_scores(x[0])
+    with pytest.raises(ValueError, match="expected 5 features"):
+        fast.raw_scores(x[:1, :4])
     # several rows at once, from a strided (non-contiguous) view too
     np.testing.assert_array_equal(fast.raw_scores(x[:50]), expected[:50])
     np.testing.assert_array_equal(fast.raw_scores(x[::7]), expected[::7])

@@ -107,10 +107,6 @@ class SingleRowPredictor:
             return None
         return cls(lib, booster, handle)
 
-    def raw_score(self, row: npt.NDArray[np.float64]) -> float:
-        """The raw score of one row (shape ``(n_features,)`` or ``(1, n_features)``)."""
-        return float(self.raw_scores(np.reshape(row, (1, -1)))[0])
-
     def raw_scores(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """The raw scores of the rows of ``x`` (shape ``(rows, n_features)``), one C call each
         (for a few rows; ``Booster.predict`` is the better choice for many)."""
