@@ -37,7 +37,9 @@ class CountingLookup:
 
 def test_concurrent_requests_share_one_lookup_per_key() -> None:
     lookup = CountingLookup()
-    auth = Authenticator(lookup, enabled=True, cache_ttl_s=0.2)
+    # The entry's lifetime counts from the request that started the lookup, so the TTL must
+    # outlast a slow (loaded CI) thread hand-off plus the lookup; 0.2 s once did not.
+    auth = Authenticator(lookup, enabled=True, cache_ttl_s=1.0)
 
     async def burst(key: str) -> list[Principal | BaseException]:
         return await asyncio.gather(
@@ -50,7 +52,7 @@ def test_concurrent_requests_share_one_lookup_per_key() -> None:
         assert lookup.calls == 1
         await burst(KEY)  # cached
         assert lookup.calls == 1
-        await asyncio.sleep(0.25)  # expired: the next burst refreshes once
+        await asyncio.sleep(1.05)  # expired: the next burst refreshes once
         await burst(KEY)
         assert lookup.calls == 2
         wrong = await burst("co_abc_wrong")
