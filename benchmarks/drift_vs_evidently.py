@@ -188,8 +188,8 @@ def read_frame(path: Path) -> Any:
 def worker_creditops(out: Path, defaults: bool) -> None:
     """Exact mode; ``defaults`` keeps BH and the floors (reported, not compared or timed)."""
 
-    from creditops.monitoring.drift_config import DriftConfig
-    from creditops.monitoring.drift_exact import data_drift_exact, prepare_reference
+    from creditops.monitoring.drift.data import DriftConfig
+    from creditops.monitoring.drift.exact import data_drift_exact, prepare_reference
 
     types = feature_types()
     start = time.perf_counter()
@@ -242,8 +242,8 @@ def worker_evidently(out: Path) -> None:
 def worker_stream(out: Path, rows: int, seed: int) -> None:
     import numpy as np
 
-    from creditops.modeling.profile import build_reference_profile
-    from creditops.monitoring.drift_binned import BinnedAccumulator
+    from creditops.features.profile import build_reference_profile
+    from creditops.monitoring.drift.binned import BinnedAccumulator
 
     types = feature_types()
     base = load_base()

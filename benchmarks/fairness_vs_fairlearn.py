@@ -32,7 +32,7 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 
-from creditops.monitoring.fairness import band_numeric, compute_fairness
+from creditops.modeling.fairness import band_numeric, compute_fairness
 
 TOLERANCE = 1e-12
 

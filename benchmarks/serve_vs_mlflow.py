@@ -402,7 +402,7 @@ class Setup:
 
 def build_setup(args: argparse.Namespace) -> Setup:
     from creditops.services.context import AppContext
-    from creditops.services.models import load_model
+    from creditops.services.model_versions import load_model
     from creditops.settings import Settings
 
     if args.fresh:

@@ -80,7 +80,7 @@ def train_demo_model(home: Path, **settings: Any) -> str:
     """Train the Taiwan demo model into ``home``, promote it to production (no gate), and
     return its version. ``settings`` go to :class:`creditops.settings.Settings`."""
     from creditops.services.context import AppContext
-    from creditops.services.models import promote
+    from creditops.services.model_versions import promote
     from creditops.services.training import TrainRequest, train_and_register
     from creditops.settings import Settings
 

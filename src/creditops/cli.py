@@ -150,7 +150,7 @@ def models_list(
     as_json: JsonOpt = False,
 ) -> None:
     """List registered versions, newest first."""
-    from creditops.services.models import list_models
+    from creditops.services.model_versions import list_models
 
     ctx = context()
     rows = run(lambda: list_models(ctx, name))
@@ -183,7 +183,7 @@ def models_promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Point the staging or production alias at a version."""
-    from creditops.services.models import promote
+    from creditops.services.model_versions import promote
 
     ctx = context()
     info = run(lambda: promote(ctx, name, version, to, force=force))
@@ -205,7 +205,7 @@ def score(
     as_json: JsonOpt = False,
 ) -> None:
     """Score a file: input columns plus pd, score, decision and reason codes."""
-    from creditops.services.models import resolve_ref
+    from creditops.services.model_versions import resolve_ref
     from creditops.services.scoring import score_file
 
     ctx = context()
@@ -234,7 +234,7 @@ def policy_what_if(
     as_json: JsonOpt = False,
 ) -> None:
     """Approval rate, bad rate and expected loss at candidate cutoffs, on the test split."""
-    from creditops.services.models import resolve_ref
+    from creditops.services.model_versions import resolve_ref
     from creditops.services.scoring import what_if
 
     def parse() -> list[float] | None:

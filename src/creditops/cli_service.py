@@ -214,16 +214,13 @@ def drift(
         raise fail(InvalidInputError("give either --name or --spec/--reference/--current"))
     if name:
         since_at = run(lambda: parse_since(since))
-        outcome = run(
-            lambda: monitoring.run_checks(
-                context(),
-                sessions(),
-                name,
-                since=since_at,
-                triggered_by="cli",
-                kinds=("data_drift", "prediction_drift"),
-            )
+        request = monitoring.CheckRequest(
+            model=name,
+            since=since_at,
+            triggered_by="cli",
+            kinds=("data_drift", "prediction_drift"),
         )
+        outcome = run(lambda: monitoring.run_checks(context(), sessions(), request))
         result = outcome.results["data_drift"] | {
             "prediction_drift": outcome.results["prediction_drift"]
         }

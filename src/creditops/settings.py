@@ -18,7 +18,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from creditops.services.alert_settings import AlertSettings
+from creditops.alerts.settings import AlertSettings
 
 
 class TrainingSettings(BaseModel):

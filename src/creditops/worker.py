@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.errors import CreditopsError
 from creditops.services.context import AppContext
-from creditops.services.monitoring import run_checks
+from creditops.services.monitoring import CheckRequest, run_checks
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import ensure_current
@@ -118,7 +118,8 @@ def run_tick(
             earliest = now - timedelta(hours=settings.monitor.window_hours)
             window_start = max(previous, earliest) if previous else earliest
             try:
-                outcome = run_checks(ctx, sessions, model, since=window_start, triggered_by=reason)
+                request = CheckRequest(model=model, since=window_start, triggered_by=reason)
+                outcome = run_checks(ctx, sessions, request)
             except CreditopsError as exc:
                 log.error("checks of %s failed: %s", model, exc.message)
                 continue

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from creditops.services.context import AppContext
-from creditops.services.models import load_model
+from creditops.services.model_versions import load_model
 from creditops.services.serving import load_router
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory

@@ -36,8 +36,22 @@ from cryptography.x509.oid import NameOID
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from creditops.errors import ConfigError, InvalidInputError
-from creditops.monitoring.alert_messages import (
+from creditops.alerts.dispatch import (
+    AlertDispatcher,
+    build_dispatcher,
+    build_tracker,
+    send_test_alert,
+    track_and_notify,
+)
+from creditops.alerts.episodes import (
+    ActionKind,
+    Alert,
+    AlertTracker,
+    Level,
+    Resolution,
+    notification_for,
+)
+from creditops.alerts.messages import (
     detail_lines,
     generic_payload,
     html_body,
@@ -46,29 +60,15 @@ from creditops.monitoring.alert_messages import (
     teams_payload,
     text_body,
 )
-from creditops.monitoring.alerts import (
-    ActionKind,
-    Alert,
-    AlertTracker,
-    Level,
-    Resolution,
-    notification_for,
-)
-from creditops.services.alert_senders import (
+from creditops.alerts.senders import (
     ALERT_LOGGER,
     AlertSender,
     EmailSender,
     LogSender,
     WebhookSender,
 )
-from creditops.services.alert_settings import AlertSettings, EmailSettings
-from creditops.services.alerting import (
-    AlertDispatcher,
-    build_dispatcher,
-    build_tracker,
-    send_test_alert,
-    track_and_notify,
-)
+from creditops.alerts.settings import AlertSettings, EmailSettings
+from creditops.errors import ConfigError, InvalidInputError
 
 HOST = "127.0.0.1"
 T0 = dt.datetime(2026, 3, 2, 6, 0, tzinfo=dt.UTC)

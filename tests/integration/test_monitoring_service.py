@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from creditops.cli import app
 from creditops.services.context import AppContext
-from creditops.services.monitoring_reports import alert
+from creditops.services.monitoring import Observation, raise_alert
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import upgrade_database
@@ -28,7 +28,8 @@ def test_levels_are_debounced_before_they_alert(tmp_path: Path) -> None:
     ctx = AppContext(settings)
 
     def observe(level: str) -> int:
-        return len(alert(ctx, sessions, "m", "data_drift", level, "Data drift", "s", {}))
+        observed = Observation("m", "data_drift", level, "Data drift", "s")
+        return len(raise_alert(ctx, sessions, observed))
 
     # raise at once; one clean window does not clear (2 of 2 needed); so no second alert
     sent = [observe(level) for level in ("critical", "ok", "critical", "critical")]

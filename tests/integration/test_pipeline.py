@@ -155,7 +155,7 @@ def test_validate_promote_and_score_in_a_fresh_process(
         assert column in scored.columns
 
     from creditops.services.context import AppContext
-    from creditops.services.models import load_model
+    from creditops.services.model_versions import load_model
     from creditops.settings import Settings
 
     loaded = load_model(AppContext(Settings(home=home)), "taiwan", "production")

@@ -13,12 +13,10 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.features.spec import parse_spec
-from creditops.services.production_checks import (
-    PerformanceConfig,
-    fairness_in_production,
-    performance_drift,
-    two_proportion_test,
-)
+from creditops.monitoring.drift.statistics import two_proportion_z
+from creditops.monitoring.fairness import FairnessConfig
+from creditops.monitoring.performance import PerformanceConfig
+from creditops.services.monitoring import CheckRequest, labelled_performance, production_fairness
 from creditops.store.decision_records import DecisionRecord
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import upgrade_database
@@ -88,7 +86,7 @@ def test_performance_window_matches_sklearn_and_detects_a_drop(sessions) -> None
     _store(sessions, p2, d2, ["F"] * n, y2, T0 + timedelta(days=3))
 
     validation = {"auc": 0.8, "accuracy": 0.7, "f1": 0.5}
-    result = performance_drift(sessions, "m", validation, PerformanceConfig(window=n))
+    result = labelled_performance(sessions, "m", validation, PerformanceConfig(window=n))
     assert result["n_labelled"] == n and result["n_unlabelled"] == 50
     bad = d2 != "approve"
     assert result["current"]["auc"] == pytest.approx(roc_auc_score(y2, p2), abs=1e-12)
@@ -100,7 +98,8 @@ def test_performance_window_matches_sklearn_and_detects_a_drop(sessions) -> None
 
 
 def test_two_proportion_test_matches_chi_square() -> None:
-    z, p = two_proportion_test(45, 100, 30, 100)
+    z, p = two_proportion_z(30, 100, 45, 100)  # z > 0: the second proportion is higher
+    assert z > 0
     chi2, p_ref, _, _ = chi2_contingency([[45, 55], [30, 70]], correction=False)
     assert z is not None and z**2 == pytest.approx(chi2, rel=1e-12)
     assert p == pytest.approx(p_ref, rel=1e-12)
@@ -121,8 +120,9 @@ def test_fairness_in_production_and_its_drift(sessions) -> None:  # type: ignore
     ]
     later = T0 + timedelta(days=10)
     _store(sessions, [0.1] * n, skewed, sexes, [None] * n, later)
-    result = fairness_in_production(
-        sessions, "m", spec, since=later, baseline=(T0, T0 + timedelta(days=1))
+    # the baseline period is the model's first logged day, T0 to T0 + 1 day
+    result = production_fairness(
+        sessions, spec, CheckRequest(model="m", since=later), FairnessConfig()
     )
     sex = next(a for a in result["attributes"] if a["attribute"] == "sex")
     rates = {g["group"]: g["approval_rate"] for g in sex["groups"]}

@@ -15,28 +15,23 @@ from scipy.spatial.distance import jensenshannon
 
 from creditops.errors import ConfigError, DataError, InvalidInputError
 from creditops.features.dataset import normalise_categorical
-from creditops.modeling.profile import build_reference_profile, decile_edges
-from creditops.monitoring import drift_count_stats as cs
-from creditops.monitoring import drift_stats as ds
-from creditops.monitoring.drift import Hysteresis
-from creditops.monitoring.drift_binned import (
+from creditops.features.profile import build_reference_profile, decile_edges
+from creditops.monitoring.conditions import Hysteresis, level_of, worst
+from creditops.monitoring.drift import statistics as st
+from creditops.monitoring.drift.binned import (
     BinnedAccumulator,
-    CategoricalCounts,
-    NumericCounts,
-    aggregate_numeric,
-    count_numeric,
     data_drift_binned,
     drift_from_profile,
     numeric_grid,
 )
-from creditops.monitoring.drift_config import DriftConfig, FeatureOverride
-from creditops.monitoring.drift_exact import data_drift_exact, prepare_reference
-from creditops.monitoring.drift_levels import level_of, worst
-from creditops.monitoring.prediction_drift import (
+from creditops.monitoring.drift.data import DriftConfig, FeatureOverride
+from creditops.monitoring.drift.exact import data_drift_exact, prepare_reference
+from creditops.monitoring.drift.prediction import (
     ApprovalCounts,
     PredictionDriftConfig,
     prediction_drift,
 )
+from creditops.monitoring.drift.statistics import CategoricalCounts, NumericCounts, count_numeric
 
 pytestmark = pytest.mark.unit
 
@@ -90,7 +85,7 @@ SAMPLES: dict[str, npt.NDArray[np.floating[Any]]] = {
 
 @pytest.mark.parametrize("values", SAMPLES.values(), ids=SAMPLES.keys())
 def test_sample_representation_matches_numpy(values: npt.NDArray[np.floating[Any]]) -> None:
-    sample, missing = ds.Sample.from_array(values)
+    sample, missing = st.Sample.from_array(values)
     finite = values[np.isfinite(values)]
     assert missing == values.size - finite.size
     distinct, counts = np.unique(finite, return_counts=True)
@@ -122,7 +117,7 @@ def test_ks_and_wasserstein_match_scipy(n1: int, n2: int, shift: float, ties: bo
     a, b = rng.normal(0, 2, n1), rng.normal(shift, 2, n2)
     if ties:
         a, b = np.round(a * 3), np.round(b * 3)
-    result = ds.compare_samples(ds.Sample.from_array(a)[0], ds.Sample.from_array(b)[0])
+    result = st.compare_samples(st.Sample.from_array(a)[0], st.Sample.from_array(b)[0])
     reference = stats.ks_2samp(a, b)
     assert _close(result.ks_statistic, float(reference.statistic))
     assert _close(result.ks_p_value, float(reference.pvalue))
@@ -133,7 +128,7 @@ def test_asymptotic_ks_pvalue_matches_scipy() -> None:
     rng = np.random.default_rng(7)
     a, b = rng.normal(size=700), rng.normal(0.1, size=400)
     reference = stats.ks_2samp(a, b, method="asymp")
-    assert _close(ds.ks_pvalue_asymptotic(float(reference.statistic), 700, 400), reference.pvalue)
+    assert _close(st.ks_pvalue_asymptotic(float(reference.statistic), 700, 400), reference.pvalue)
 
 
 # --------------------------------------------------------------------------- count statistics
@@ -143,31 +138,31 @@ def test_count_statistics_match_scipy_and_definitions() -> None:
     ref = np.array([120, 80, 0, 40, 10])
     cur = np.array([100, 95, 7, 30, 0])
     chi2, p, _, _ = stats.chi2_contingency(np.vstack([ref, cur]), correction=False)
-    assert _close(cs.chi2_homogeneity(ref, cur)[0], chi2) and _close(
-        cs.chi2_homogeneity(ref, cur)[1], p
+    assert _close(st.chi2_homogeneity(ref, cur)[0], chi2) and _close(
+        st.chi2_homogeneity(ref, cur)[1], p
     )
     assert _close(
-        cs.jensen_shannon(ref, cur), float(jensenshannon(ref / ref.sum(), cur / cur.sum()))
+        st.jensen_shannon(ref, cur), float(jensenshannon(ref / ref.sum(), cur / cur.sum()))
     )
     p_ref = np.where(ref == 0, 1e-4, ref / ref.sum())
     p_cur = np.where(cur == 0, 1e-4, cur / cur.sum())
     expected_psi = sum((c - r) * np.log(c / r) for r, c in zip(p_ref, p_cur, strict=True))
-    assert _close(cs.psi(ref, cur), float(expected_psi))
+    assert _close(st.psi(ref, cur), float(expected_psi))
     assert _close(
-        cs.total_variation(ref, cur), 0.5 * float(np.abs(ref / ref.sum() - cur / cur.sum()).sum())
+        st.total_variation(ref, cur), 0.5 * float(np.abs(ref / ref.sum() - cur / cur.sum()).sum())
     )
-    assert cs.chi2_homogeneity([5, 0], [7, 0]) == (0.0, 1.0)  # one category: nothing differs
+    assert st.chi2_homogeneity([5, 0], [7, 0]) == (0.0, 1.0)  # one category: nothing differs
 
 
 def test_benjamini_hochberg_matches_scipy() -> None:
     p = np.random.default_rng(8).uniform(0, 0.2, 40) ** 2
     np.testing.assert_allclose(
-        cs.benjamini_hochberg(p), stats.false_discovery_control(p), rtol=1e-12
+        st.benjamini_hochberg(p), stats.false_discovery_control(p), rtol=1e-12
     )
 
 
 def test_two_proportion_z_matches_chi_square_of_the_table() -> None:
-    z, p = cs.two_proportion_z(600, 1000, 1150, 2000)
+    z, p = st.two_proportion_z(600, 1000, 1150, 2000)
     table = np.array([[600, 400], [1150, 850]])
     chi2, p_chi2, _, _ = stats.chi2_contingency(table, correction=False)
     assert _close(z**2, chi2) and _close(p, p_chi2) and z < 0
@@ -225,7 +220,7 @@ def test_psi_bins_are_frozen_reference_deciles() -> None:
         p_ref = np.append(ref_bins, ref[name].isna().sum())
         p_cur = np.append(cur_bins, cur[name].isna().sum())
         result = data_drift_exact(prepared, cur, TYPES_ALL).feature(name)
-        assert _close(result.psi, cs.psi(p_ref, p_cur))
+        assert _close(result.psi, st.psi(p_ref, p_cur))
         # The bins come from the reference only: the current data never moves them.
         assert _close(data_drift_exact(prepared, cur * 1, TYPES_ALL).feature(name).psi, result.psi)
 
@@ -315,7 +310,7 @@ def test_categories_are_normalised_like_training() -> None:
 )
 def test_canonical_categories_match_training_normalisation(keys: list[object]) -> None:
     expected = normalise_categorical(pd.Series(keys, dtype=object)).tolist()
-    assert cs.canonical_categories(keys) == expected
+    assert st.canonical_categories(keys) == expected
 
 
 # --------------------------------------------------------------------------- dataset level
@@ -359,13 +354,13 @@ def test_dataset_level_bands(score: float, share: float, level: str) -> None:
 # --------------------------------------------------------------------------- binned mode
 
 
-def test_aggregate_numeric_uses_right_closed_bins() -> None:
+def test_count_numeric_uses_right_closed_bins() -> None:
     values = np.array([-5.0, 0.0, 0.5, 1.0, 1.0, 2.5, 3.0, 9.0, np.nan, np.inf])
     grid = np.array([0.0, 1.0, 3.0])
     expected = pd.cut(values[np.isfinite(values)], [-np.inf, *grid, np.inf], right=True)
     counts = pd.Series(expected).value_counts(sort=False).to_numpy()
-    np.testing.assert_array_equal(aggregate_numeric(values, grid), counts)
     held = count_numeric(values, grid)
+    np.testing.assert_array_equal(held.counts, counts)
     assert held.missing == 2 and held.sums.tolist() == [-5.0, 2.5, 5.5, 9.0]
 
 
@@ -425,7 +420,7 @@ def test_binned_mode_agrees_with_exact_mode() -> None:
         slack = 0.1 * e.wasserstein + 0.02 * float(ref[e.feature].std())
         assert abs(b.wasserstein - e.wasserstein) <= slack, e.feature
         assert _close(
-            b.p_value, ds.ks_pvalue_asymptotic(b.ks_statistic, b.n_reference, b.n_current)
+            b.p_value, st.ks_pvalue_asymptotic(b.ks_statistic, b.n_reference, b.n_current)
         )
     assert binned.drifted_features == exact.drifted_features
     assert {"x0", "amount"} <= set(exact.drifted_features)
@@ -525,7 +520,7 @@ def test_prediction_drift_psi_and_approval_rate() -> None:
     result = prediction_drift(reference, current, approval)
     edges = [-np.inf, *reference["edges"], np.inf]
     cur_bins = pd.Series(pd.cut(current, edges, right=True)).value_counts(sort=False).to_numpy()
-    assert _close(result.psi, cs.psi(np.append(reference["counts"], 0), np.append(cur_bins, 0)))
+    assert _close(result.psi, st.psi(np.append(reference["counts"], 0), np.append(cur_bins, 0)))
     assert result.psi_level == "critical"
     table = np.array([[12_000, 8000], [3300, 1700]])
     assert _close(result.p_value, stats.chi2_contingency(table, correction=False)[1])

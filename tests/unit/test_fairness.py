@@ -20,7 +20,7 @@ from fairlearn.metrics import (
 )
 
 from creditops.errors import InvalidInputError
-from creditops.monitoring.fairness import band_numeric, compute_fairness
+from creditops.modeling.fairness import band_numeric, compute_fairness
 
 pytestmark = pytest.mark.unit
 

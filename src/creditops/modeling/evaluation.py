@@ -12,6 +12,7 @@ import pandas as pd
 from creditops.features.dataset import TrainingData
 from creditops.features.spec import Spec
 from creditops.modeling.bundle import ScoringModel
+from creditops.modeling.fairness import FAIRNESS_MIN_GROUP, compute_fairness, protected_groups
 from creditops.modeling.metrics import (
     calibration_table,
     evaluate_binary,
@@ -19,11 +20,6 @@ from creditops.modeling.metrics import (
     gains_table,
 )
 from creditops.modeling.scorecard import WoeScorecard
-from creditops.monitoring.fairness import band_numeric, compute_fairness
-
-# Groups smaller than this are reported but left out of the fairness ratios: a rate over a
-# handful of applicants is noise, not evidence of disparate treatment.
-FAIRNESS_MIN_GROUP = 30
 
 
 @dataclass
@@ -59,15 +55,6 @@ class Evaluation:
 def json_safe(values: dict[str, float]) -> dict[str, float | None]:
     """Floats for JSON: NaN and infinities become None."""
     return {k: finite_or_none(v) for k, v in values.items()}
-
-
-def protected_groups(frame: pd.DataFrame, spec: Spec, column: str) -> npt.NDArray[np.str_]:
-    """Group labels of a protected attribute; numeric attributes are banded."""
-    bands = spec.bands_for(column)
-    if bands is not None and spec.features.get(column) == "numeric":
-        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
-        return np.asarray(band_numeric(values, edges=bands), dtype=str)
-    return np.asarray(frame[column].astype("string").fillna("missing"), dtype=str)
 
 
 def fairness_report(

@@ -19,12 +19,12 @@ from creditops.domain.scaling import ScoreScaling
 from creditops.errors import TrainingError
 from creditops.features.dataset import TrainingData
 from creditops.features.encoder import FeatureEncoder
+from creditops.features.profile import build_reference_profile
 from creditops.features.spec import Spec
 from creditops.modeling.bundle import Algorithm, ModelBundle, ScoringModel
 from creditops.modeling.calibration import CalibrationMethod, fit_calibrator
 from creditops.modeling.evaluation import Evaluation, evaluate_model
 from creditops.modeling.lgbm import LgbmInputs, check_monotone, train_booster, tune_params
-from creditops.modeling.profile import build_reference_profile
 from creditops.modeling.scorecard import WoeScorecard
 
 Progress = Callable[[str], None]

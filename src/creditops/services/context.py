@@ -1,4 +1,5 @@
-"""What every use case needs: settings and the adapters built from them, created lazily."""
+"""What every use case needs: settings and the adapters built from them (the MLflow
+registry, the alert channels), each created once, on first use."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from creditops.alerts.dispatch import AlertDispatcher, build_dispatcher
 from creditops.registry.mlflow_registry import ModelRegistry
 from creditops.settings import Settings
 
@@ -21,6 +23,11 @@ class AppContext:
         home = self.settings.home_dir
         home.mkdir(parents=True, exist_ok=True)
         return ModelRegistry(self.settings.tracking_uri, artifact_root=self.settings.artifact_root)
+
+    @cached_property
+    def alert_dispatcher(self) -> AlertDispatcher:
+        """The senders of the selected alert channels, built once from the settings."""
+        return build_dispatcher(self.settings.alerts)
 
     @property
     def reports_dir(self) -> Path:

@@ -15,7 +15,7 @@ from creditops.features.dataset import read_table
 from creditops.modeling.bundle import ScoringModel, check_frame_columns
 from creditops.modeling.explain import MAX_REASONS
 from creditops.services.context import AppContext
-from creditops.services.models import load_model, load_test_set
+from creditops.services.model_versions import load_model, load_test_set
 
 
 @dataclass(frozen=True)

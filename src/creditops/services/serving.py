@@ -25,7 +25,7 @@ from creditops.errors import ModelNotFoundError
 from creditops.modeling.bundle import ReasonsFor, ScoredBatch, ScoringModel
 from creditops.registry.records import VersionInfo
 from creditops.services.context import AppContext
-from creditops.services.models import load_model
+from creditops.services.model_versions import load_model
 
 SUSPENDED_CODE = "SUSPENDED"
 SUSPENDED_TEXT = "automated decisioning suspended"

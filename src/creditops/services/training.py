@@ -21,7 +21,7 @@ from creditops.modeling.training import Progress, TrainingResult, TrainOptions, 
 from creditops.registry.records import RegistrationRequest
 from creditops.reporting.model_report import ModelReportData, render_model_report
 from creditops.services.context import AppContext, git_commit
-from creditops.services.models import TEST_SET_ARTIFACT
+from creditops.services.model_versions import TEST_SET_ARTIFACT
 
 
 @dataclass(frozen=True)

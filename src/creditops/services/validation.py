@@ -23,7 +23,7 @@ from creditops.modeling.lgbm import check_monotone
 from creditops.modeling.metrics import delong_test
 from creditops.reporting.model_report import render_model_report
 from creditops.services.context import AppContext
-from creditops.services.models import load_model, load_test_set
+from creditops.services.model_versions import load_model, load_test_set
 from creditops.services.training import build_report_data
 
 MONOTONE_SAMPLE_ROWS = 200

@@ -12,11 +12,17 @@ from starlette.concurrency import run_in_threadpool
 from creditops.api.security import Principal
 from creditops.api.state import ApiState
 from creditops.domain.windows import parse_since
+from creditops.monitoring.performance import PerformanceConfig
 from creditops.services import monitoring
-from creditops.services.alerting import send_test_alert
-from creditops.services.models import load_model
-from creditops.services.monitoring_reports import CheckOutcome, get_report, list_reports
-from creditops.services.production_checks import PerformanceConfig, performance_drift
+from creditops.services.model_versions import load_model
+from creditops.services.monitoring import (
+    CheckOutcome,
+    CheckRequest,
+    get_report,
+    labelled_performance,
+    list_reports,
+    send_alert_test,
+)
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -69,16 +75,14 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
     async def checks(body: WindowRequest, kinds: tuple[str, ...]) -> CheckOutcome:
         """Run ``kinds`` on a window of a served model's log, off the event loop."""
         served(body.model)
-        return await run_in_threadpool(
-            monitoring.run_checks,
-            state.ctx,
-            state.sessions,
-            body.model,
+        request = CheckRequest(
+            model=body.model,
             since=window_start(body.since, hours),
             until=body.until,
             triggered_by="api",
             kinds=kinds,
         )
+        return await run_in_threadpool(monitoring.run_checks, state.ctx, state.sessions, request)
 
     @router.post("/v1/drift/data-drift", operation_id="data_drift")
     async def data_drift(body: WindowRequest, principal: Principal = scope) -> dict[str, Any]:
@@ -102,7 +106,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
             max_drop=body.max_drop or monitor.max_performance_drop,
         )
         return await run_in_threadpool(
-            performance_drift, state.sessions, body.model, loaded.info.metrics, config
+            labelled_performance, state.sessions, body.model, loaded.info.metrics, config
         )
 
     @router.post("/v1/drift/check-and-retrain", operation_id="check_and_retrain")
@@ -143,7 +147,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
     async def test_email(principal: Principal = scope) -> list[dict[str, Any]]:
         """Send a test alert by e-mail (the channel must be configured)."""
         del principal
-        results = await run_in_threadpool(send_test_alert, state.settings.alerts, "email")
+        results = await run_in_threadpool(send_alert_test, state.ctx, "email")
         return [r.to_dict() for r in results]
 
     @router.post("/v1/alerts/test", operation_id="test_alerts")
@@ -153,7 +157,7 @@ def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
         """Send a test alert to one channel or to every selected channel."""
         del principal
         channel = body.channel if body else None
-        results = await run_in_threadpool(send_test_alert, state.settings.alerts, channel)
+        results = await run_in_threadpool(send_alert_test, state.ctx, channel)
         return [r.to_dict() for r in results]
 
     app.include_router(router)

@@ -5,12 +5,6 @@ of the approval rate with a pooled two-proportion z-test (:func:`prediction_drif
 with its own level; the result's level is the worse of the two. The configuration
 (:class:`PredictionDriftConfig`) follows the same house pattern as data drift's: small,
 serialisable, fingerprinted.
-
-Elsewhere: data drift's results, bin labels and definitions in
-:mod:`creditops.monitoring.drift`, the score grid of binned counts in
-:mod:`creditops.monitoring.drift_binned`, the statistics in
-:mod:`creditops.monitoring.drift_stats` and :mod:`creditops.monitoring.drift_count_stats`,
-the levels in :mod:`creditops.monitoring.drift_levels`.
 """
 
 from __future__ import annotations
@@ -23,20 +17,19 @@ import numpy as np
 import numpy.typing as npt
 
 from creditops.errors import InvalidInputError
-from creditops.monitoring import drift_count_stats as cs
-from creditops.monitoring import drift_stats as ds
-from creditops.monitoring.drift import MISSING_BIN, BinShare, bin_labels, bin_shares
-from creditops.monitoring.drift_binned import numeric_grid
-from creditops.monitoring.drift_config import canonical_sha256, from_mapping, require
-from creditops.monitoring.drift_levels import Level, level_of, worst
-from creditops.monitoring.drift_stats import NumericCounts, count_numeric
-
-__all__ = [
-    "ApprovalCounts",
-    "PredictionDriftConfig",
-    "PredictionDriftResult",
-    "prediction_drift",
-]
+from creditops.monitoring.conditions import Level, level_of, worst
+from creditops.monitoring.drift import statistics as st
+from creditops.monitoring.drift.binned import numeric_grid
+from creditops.monitoring.drift.data import (
+    MISSING_BIN,
+    BinShare,
+    bin_labels,
+    bin_shares,
+    canonical_sha256,
+    from_mapping,
+    require,
+)
+from creditops.monitoring.drift.statistics import NumericCounts, count_numeric
 
 
 @dataclass(frozen=True)
@@ -122,20 +115,20 @@ def prediction_drift(
     edges = [float(e) for e in reference.get("edges", ())]
     ref_bins = np.asarray(reference["counts"], dtype=np.int64)
     if isinstance(current, NumericCounts):
-        cur_bins = ds.regroup(numeric_grid(reference), current.counts, edges)
+        cur_bins = st.regroup(numeric_grid(reference), current.counts, edges)
         cur_missing = current.missing
     else:
         counted = count_numeric(current, np.asarray(edges, dtype=np.float64))
         cur_bins, cur_missing = counted.counts, counted.missing
     ref_vec = np.append(ref_bins, int(reference["missing"]))
     cur_vec = np.append(cur_bins, cur_missing)
-    psi = cs.psi(ref_vec, cur_vec)
+    psi = st.psi(ref_vec, cur_vec)
     psi_level = level_of(psi, config.psi_warning, config.psi_critical, critical_inclusive=True)
     rates: tuple[float | None, ...] = (None, None, None, None, None)
     approval_level: Level = "ok"
     if approval is not None:
         a = approval
-        z, p = cs.two_proportion_z(
+        z, p = st.two_proportion_z(
             a.reference_approved, a.reference_total, a.current_approved, a.current_total
         )
         ref_rate, cur_rate = (

@@ -3,11 +3,7 @@
 *Exact* mode compares raw samples: a reference frame (or its :func:`prepare_reference`, which
 sorts every column once so repeated checks do not) with a current frame; p-values equal
 scipy's. A numeric feature's PSI bins are the reference's deciles, computed as the training
-profile computes them, so the two modes freeze the same bins.
-
-Elsewhere: the configuration in :mod:`creditops.monitoring.drift_config`; the per-feature
-measurement and judgement, the dataset level and the results (with every definition) in
-:mod:`creditops.monitoring.drift`; binned mode in :mod:`creditops.monitoring.drift_binned`.
+profile computes them, so the two modes freeze the same bins. The mode for two files.
 """
 
 from __future__ import annotations
@@ -19,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from creditops.errors import InvalidInputError
-from creditops.modeling.profile import N_QUANTILE_BINS
-from creditops.monitoring import drift_count_stats as cs
-from creditops.monitoring import drift_stats as ds
-from creditops.monitoring.drift import (
+from creditops.features.profile import N_QUANTILE_BINS
+from creditops.monitoring.drift import statistics as st
+from creditops.monitoring.drift.data import (
+    DriftConfig,
     DriftResult,
     Measured,
     check_frame,
@@ -31,23 +27,14 @@ from creditops.monitoring.drift import (
     measure_numeric,
     numeric_values,
 )
-from creditops.monitoring.drift_config import DriftConfig
-
-__all__ = [
-    "PreparedReference",
-    "ReferenceCategorical",
-    "ReferenceNumeric",
-    "data_drift_exact",
-    "prepare_reference",
-]
 
 
 @dataclass(frozen=True, eq=False)
 class ReferenceNumeric:
-    sample: ds.Sample
+    sample: st.Sample
     missing: int
     edges: tuple[float, ...]
-    bins: ds.IntArray
+    bins: st.IntArray
     std: float
 
 
@@ -60,20 +47,20 @@ class ReferenceCategorical:
 @dataclass(frozen=True, eq=False)
 class PreparedReference:
     """A reference frame summarised once for exact checks: every numeric column sorted
-    (as a :class:`~creditops.monitoring.drift_stats.Sample`) with its frozen decile bins,
+    (as a :class:`~creditops.monitoring.drift.statistics.Sample`) with its frozen decile bins,
     every categorical column counted. Far smaller than the frame for discrete data."""
 
     features: Mapping[str, ReferenceNumeric | ReferenceCategorical]
     n_rows: int
 
 
-def _sample_bins(sample: ds.Sample, edges: Iterable[float]) -> ds.IntArray:
+def _sample_bins(sample: st.Sample, edges: Iterable[float]) -> st.IntArray:
     below = sample.count_le(np.asarray(list(edges), dtype=np.float64))
     return np.diff(np.concatenate(([0], below, [sample.n]))).astype(np.int64)
 
 
-def _decile_edges(sample: ds.Sample) -> tuple[float, ...]:
-    """The training profile's :func:`~creditops.modeling.profile.decile_edges`, from a sample,
+def _decile_edges(sample: st.Sample) -> tuple[float, ...]:
+    """The training profile's :func:`~creditops.features.profile.decile_edges`, from a sample,
     so that both modes freeze the same bins (bitwise; a test compares them)."""
     if sample.n == 0:
         return ()
@@ -87,10 +74,10 @@ def prepare_reference(frame: pd.DataFrame, feature_types: Mapping[str, str]) -> 
     features: dict[str, ReferenceNumeric | ReferenceCategorical] = {}
     for name, kind in feature_types.items():
         if kind == "categorical":
-            counts, missing = cs.category_counts(frame[name])
+            counts, missing = st.category_counts(frame[name])
             features[name] = ReferenceCategorical(counts, missing)
             continue
-        sample, missing = ds.Sample.from_array(numeric_values(frame, name, "reference"))
+        sample, missing = st.Sample.from_array(numeric_values(frame, name, "reference"))
         edges = _decile_edges(sample)
         features[name] = ReferenceNumeric(
             sample, missing, edges, _sample_bins(sample, edges), sample.mean_std()[1]
@@ -117,9 +104,9 @@ def data_drift_exact(
         ref = prepared.features.get(name)
         rule = config.rule(name, kind)  # type: ignore[arg-type]
         if isinstance(ref, ReferenceNumeric) and kind == "numeric":
-            sample, missing = ds.Sample.from_array(numeric_values(current, name, "current"))
+            sample, missing = st.Sample.from_array(numeric_values(current, name, "current"))
             both = sample.n > 0 and ref.sample.n > 0
-            comparison = ds.compare_samples(ref.sample, sample) if both else None
+            comparison = st.compare_samples(ref.sample, sample) if both else None
             bins = _sample_bins(sample, ref.edges)
             measured.append(
                 measure_numeric(
@@ -133,7 +120,7 @@ def data_drift_exact(
                 )
             )
         elif isinstance(ref, ReferenceCategorical) and kind == "categorical":
-            cur = cs.category_counts(current[name])
+            cur = st.category_counts(current[name])
             measured.append(measure_categorical(name, rule, (ref.counts, 0, ref.missing), cur))
         else:
             raise InvalidInputError(

@@ -1,13 +1,10 @@
-"""Alert orchestration: the glue between the episode tracker and the senders, and building
-both from :class:`~creditops.services.alert_settings.AlertSettings`.
+"""Alert dispatch: the senders of the selected channels built from
+:class:`~creditops.alerts.settings.AlertSettings`, one notification sent through all of
+them, and :func:`track_and_notify`, which asks the episode tracker what an observation calls
+for and sends it.
 
 Delivery never raises to the caller: :meth:`AlertDispatcher.dispatch` returns one
 :class:`DeliveryResult` per channel, and a failing channel never stops the others.
-
-The channel settings are in :mod:`creditops.services.alert_settings`, the senders (SMTP,
-webhooks, log) in :mod:`creditops.services.alert_senders`, the tracker in
-:mod:`creditops.monitoring.alerts` and the message formats in
-:mod:`creditops.monitoring.alert_messages`.
 """
 
 from __future__ import annotations
@@ -20,8 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from creditops.errors import ConfigError, InvalidInputError
-from creditops.monitoring.alerts import (
+from creditops.alerts.episodes import (
     Action,
     ActionKind,
     Alert,
@@ -30,7 +26,7 @@ from creditops.monitoring.alerts import (
     Notification,
     notification_for,
 )
-from creditops.services.alert_senders import (
+from creditops.alerts.senders import (
     AlertSender,
     DeliveryError,
     EmailSender,
@@ -38,7 +34,8 @@ from creditops.services.alert_senders import (
     WebhookFlavor,
     WebhookSender,
 )
-from creditops.services.alert_settings import CHANNELS, AlertSettings, channel_configured
+from creditops.alerts.settings import CHANNELS, AlertSettings, channel_configured
+from creditops.errors import ConfigError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,6 @@
-"""Drift levels (``ok`` / ``warning`` / ``critical``) from thresholds, and their
-:class:`Hysteresis` across monitoring windows. Pure and serialisable.
-
-Elsewhere: the statistics the levels are judged on in :mod:`creditops.monitoring.drift_stats`
-(numeric) and :mod:`creditops.monitoring.drift_count_stats` (count vectors).
+"""The conditions every monitoring check shares: levels (``ok`` / ``warning`` /
+``critical``) from thresholds, the worst of several levels, and :class:`Hysteresis`, which
+debounces a level across monitoring windows. Pure and serialisable.
 """
 
 from __future__ import annotations

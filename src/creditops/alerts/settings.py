@@ -3,8 +3,7 @@ server, the webhook URLs and the retry budget, with the validation that refuses 
 channel that is not configured or a secret that is still a placeholder.
 
 Secrets (SMTP password, webhook URLs, which embed a token, webhook headers) are
-``SecretStr``. The senders are in :mod:`creditops.services.alert_senders`; building them from
-these settings and dispatching is in :mod:`creditops.services.alerting`.
+``SecretStr``. :mod:`creditops.settings` composes this section into the root settings.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""Alerts: the notification model and episode tracking (de-duplication and cool-down). Pure:
-no network I/O, no clock (callers pass ``now``). The message formats (e-mail bodies, webhook
-payloads) are in :mod:`creditops.monitoring.alert_messages`.
+"""Alert episodes: the notification model and episode tracking (de-duplication and
+cool-down). Pure: no network I/O, no clock (callers pass ``now``).
 
 Episodes. A *key* (e.g. ``"taiwan:data_drift"``) is observed once per monitoring window at a
 level ``ok`` / ``warning`` / ``critical``. An episode starts when the key leaves ``ok`` and

@@ -1,21 +1,15 @@
-"""Data drift of a model's inputs against its reference: the results and the judgement.
+"""Data drift of a model's inputs against its reference: configuration, results, judgement.
 
-The house pattern: configuration (:mod:`creditops.monitoring.drift_config`: small,
-serialisable, fingerprinted) -> calculation (pure: :mod:`creditops.monitoring.drift_exact` on
-raw frames, :mod:`creditops.monitoring.drift_binned` on the training-time reference profile)
--> result (:class:`DriftResult`, :class:`FeatureDrift`, ``to_dict()``) -> condition (levels
-from the thresholds, and :class:`Hysteresis` across windows). Prediction drift follows the
-same pattern in :mod:`creditops.monitoring.prediction_drift`; the statistics live in
-:mod:`creditops.monitoring.drift_stats` and :mod:`creditops.monitoring.drift_count_stats`,
-the levels in :mod:`creditops.monitoring.drift_levels`.
-
-This module holds the results and what both modes share, defined below: a feature measured
-from its reference and current bin counts and judged, the features combined into the
-dataset's score and level, and the checks and parsing of input frames.
+The check follows the house pattern: configuration (:class:`DriftConfig`: small,
+serialisable, fingerprinted) -> calculation (exact mode on raw frames in ``exact.py``, binned
+mode on the training-time reference profile in ``binned.py``; both measure each feature
+with :func:`measure_numeric` / :func:`measure_categorical` here) -> result
+(:class:`DriftResult`, :class:`FeatureDrift`) -> condition (:func:`finalise` judges every
+feature and the dataset by the thresholds below).
 
 **Per feature.** Numeric features get the two-sample KS test, the Wasserstein distance and
 the PSI over the reference decile bins (frozen: the profile's ``edges``, or in exact mode the
-same :func:`~creditops.modeling.profile.decile_edges` of the reference, never recomputed
+same :func:`~creditops.features.profile.decile_edges` of the reference, never recomputed
 from current data); categorical ones the chi-square test of homogeneity, the PSI and the
 Jensen-Shannon distance over the reference categories. Missing values are excluded from KS
 and Wasserstein but form their own bin (category) for PSI, Jensen-Shannon and chi-square, so
@@ -52,10 +46,13 @@ count; when that count is non-zero, current categories outside the list are pool
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -63,21 +60,192 @@ import pandas as pd
 
 from creditops.errors import ConfigError, DataError, InvalidInputError
 from creditops.features.dataset import parse_numeric
-from creditops.monitoring import drift_count_stats as cs
-from creditops.monitoring import drift_stats as ds
-from creditops.monitoring.drift_config import DriftConfig, FeatureType, Rule
-from creditops.monitoring.drift_levels import Hysteresis, Level, level_of, worst
-
-__all__ = [
-    "BinShare",
-    "DriftResult",
-    "FeatureDrift",
-    "Hysteresis",
-]
+from creditops.monitoring.conditions import Level, level_of, worst
+from creditops.monitoring.drift import statistics as st
 
 MISSING_BIN = "missing"
 OTHER_BIN = "(other)"
 MAX_UNSEEN_EXAMPLES = 5
+
+
+FeatureType = Literal["numeric", "categorical"]
+NUMERIC_METHODS = ("ks", "wasserstein", "psi")
+CATEGORICAL_METHODS = ("chi2", "psi", "jensenshannon")
+_T = TypeVar("_T")
+
+
+def from_mapping(cls: type[_T], data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{what} must be a mapping; got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} keys {unknown}; known keys are {sorted(known)}")
+    return dict(data)
+
+
+def canonical_sha256(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class FeatureOverride:
+    """Per-feature settings; None keeps the configuration's value."""
+
+    method: str | None = None
+    effect_floor: float | None = None
+    psi_warning: float | None = None
+    psi_threshold: float | None = None
+    js_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    method: str
+    effect_floor: float
+    psi_warning: float
+    psi_threshold: float
+    js_threshold: float
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """How data drift is measured and judged (see the module docstring)."""
+
+    numeric_method: str = "ks"
+    categorical_method: str = "chi2"
+    alpha: float = 0.05
+    correction: Literal["bh", "none"] = "bh"
+    ks_effect_floor: float = 0.02
+    wasserstein_effect_floor: float = 0.05
+    chi2_effect_floor: float = 0.02
+    psi_warning: float = 0.1
+    psi_threshold: float = 0.25
+    js_threshold: float = 0.1
+    warning_score: float = 0.5
+    critical_score: float = 0.7
+    warning_share: float = 0.2
+    critical_share: float = 0.3
+    overrides: Mapping[str, FeatureOverride] = field(default_factory=dict)
+    weights: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        require(
+            self.numeric_method in NUMERIC_METHODS,
+            f"numeric_method must be one of {NUMERIC_METHODS}",
+        )
+        require(
+            self.categorical_method in CATEGORICAL_METHODS,
+            f"categorical_method must be one of {CATEGORICAL_METHODS}",
+        )
+        require(0.0 < self.alpha < 1.0, f"alpha must be in (0, 1); got {self.alpha}")
+        require(self.correction in ("bh", "none"), "correction must be 'bh' or 'none'")
+        floors = (self.ks_effect_floor, self.wasserstein_effect_floor, self.chi2_effect_floor)
+        require(min(floors) >= 0.0, "effect floors must be >= 0")
+        require(
+            0.0 <= self.warning_score <= self.critical_score <= 1.0,
+            "need 0 <= warning_score <= critical_score <= 1",
+        )
+        require(
+            0.0 <= self.warning_share <= self.critical_share <= 1.0,
+            "need 0 <= warning_share <= critical_share <= 1",
+        )
+        for name, override in self.overrides.items():
+            require(
+                isinstance(override, FeatureOverride)
+                and (override.effect_floor is None or override.effect_floor >= 0.0),
+                f"override of {name!r} must be a FeatureOverride with effect_floor >= 0",
+            )
+            self._check_rule(self._merge(override), name)
+        self._check_rule(self._merge(FeatureOverride()), "defaults")
+        if self.weights is not None:
+            values = list(self.weights.values())
+            require(
+                all(math.isfinite(w) and w >= 0 for w in values), "weights must be finite and >= 0"
+            )
+            require(sum(values) > 0, "weights must not all be 0")
+
+    def _merge(self, o: FeatureOverride) -> Rule:
+        return Rule(
+            method=o.method or "",
+            effect_floor=-1.0 if o.effect_floor is None else o.effect_floor,
+            psi_warning=self.psi_warning if o.psi_warning is None else o.psi_warning,
+            psi_threshold=self.psi_threshold if o.psi_threshold is None else o.psi_threshold,
+            js_threshold=self.js_threshold if o.js_threshold is None else o.js_threshold,
+        )
+
+    @staticmethod
+    def _check_rule(rule: Rule, name: str) -> None:
+        require(
+            rule.method in ("", *NUMERIC_METHODS, *CATEGORICAL_METHODS),
+            f"{name}: unknown method {rule.method!r}",
+        )
+        require(
+            0.0 < rule.psi_warning <= rule.psi_threshold,
+            f"{name}: need 0 < psi_warning <= psi_threshold",
+        )
+        require(rule.js_threshold > 0, f"{name}: js_threshold must be > 0")
+
+    def rule(self, feature: str, kind: FeatureType) -> Rule:
+        """The effective method and thresholds of one feature."""
+        base = self._merge(self.overrides.get(feature, FeatureOverride()))
+        method = base.method or (
+            self.numeric_method if kind == "numeric" else self.categorical_method
+        )
+        allowed = NUMERIC_METHODS if kind == "numeric" else CATEGORICAL_METHODS
+        if method not in allowed:
+            raise ConfigError(
+                f"method {method!r} does not apply to {kind} feature {feature!r}; "
+                f"use one of {allowed}"
+            )
+        floor = base.effect_floor
+        if floor < 0:
+            floor = {
+                "ks": self.ks_effect_floor,
+                "wasserstein": self.wasserstein_effect_floor,
+                "chi2": self.chi2_effect_floor,
+            }.get(method, 0.0)
+        return Rule(method, floor, base.psi_warning, base.psi_threshold, base.js_threshold)
+
+    def weight(self, feature: str) -> float:
+        return 1.0 if self.weights is None else float(self.weights.get(feature, 0.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["overrides"] = {
+            name: {k: v for k, v in asdict(o).items() if v is not None}
+            for name, o in sorted(self.overrides.items())
+        }
+        out["weights"] = None if self.weights is None else dict(sorted(self.weights.items()))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriftConfig:
+        values = from_mapping(cls, data, "drift config")
+        overrides = values.get("overrides") or {}
+        if not isinstance(overrides, Mapping):
+            raise ConfigError("drift config 'overrides' must map feature names to settings")
+        values["overrides"] = {
+            str(name): FeatureOverride(**from_mapping(FeatureOverride, o, f"override of {name!r}"))
+            for name, o in overrides.items()
+        }
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"invalid drift config: {exc}") from None
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of :meth:`to_dict`: stored with every result."""
+        return canonical_sha256(self.to_dict())
 
 
 # --------------------------------------------------------------------------- results
@@ -174,7 +342,7 @@ class Measured:
     psi: float
     bins: tuple[BinShare, ...]
     counts: tuple[int, int, int, int]  # n_reference, n_current, missing_ref, missing_cur
-    comparison: ds.NumericComparison | None = None
+    comparison: st.NumericComparison | None = None
     std: float = 0.0
     chi2: tuple[float, float] | None = None
     tvd: float | None = None
@@ -212,7 +380,7 @@ def bin_labels(edges: Iterable[float]) -> list[str]:
 
 
 def bin_shares(labels: list[str], ref: npt.ArrayLike, cur: npt.ArrayLike) -> tuple[BinShare, ...]:
-    p, q = cs.shares(ref), cs.shares(cur)
+    p, q = st.shares(ref), st.shares(cur)
     return tuple(BinShare(b, float(x), float(y)) for b, x, y in zip(labels, p, q, strict=True))
 
 
@@ -220,9 +388,9 @@ def measure_numeric(
     feature: str,
     rule: Rule,
     edges: Iterable[float],
-    ref: tuple[ds.IntArray, int],
-    cur: tuple[ds.IntArray, int],
-    comparison: ds.NumericComparison | None,
+    ref: tuple[st.IntArray, int],
+    cur: tuple[st.IntArray, int],
+    comparison: st.NumericComparison | None,
     std: float,
 ) -> Measured:
     ref_vec, cur_vec = np.append(ref[0], ref[1]), np.append(cur[0], cur[1])
@@ -230,7 +398,7 @@ def measure_numeric(
         feature=feature,
         kind="numeric",
         rule=rule,
-        psi=cs.psi(ref_vec, cur_vec),
+        psi=st.psi(ref_vec, cur_vec),
         bins=bin_shares([*bin_labels(edges), MISSING_BIN], ref_vec, cur_vec),
         counts=(int(ref[0].sum()), int(cur[0].sum()), int(ref[1]), int(cur[1])),
         comparison=comparison,
@@ -271,12 +439,12 @@ def measure_categorical(
         feature=feature,
         kind="categorical",
         rule=rule,
-        psi=cs.psi(ref_vec, cur_vec),
+        psi=st.psi(ref_vec, cur_vec),
         bins=bin_shares(names, ref_vec, cur_vec),
         counts=(n_ref, n_cur, int(ref_missing), int(cur_missing)),
-        chi2=cs.chi2_homogeneity(ref_vec, cur_vec) if testable else None,
-        tvd=cs.total_variation(ref_vec, cur_vec) if testable else None,
-        js=cs.jensen_shannon(ref_vec, cur_vec) if testable else None,
+        chi2=st.chi2_homogeneity(ref_vec, cur_vec) if testable else None,
+        tvd=st.total_variation(ref_vec, cur_vec) if testable else None,
+        js=st.jensen_shannon(ref_vec, cur_vec) if testable else None,
         unseen=(sum(v for _, v in unseen), tuple(k for k, _ in unseen[:MAX_UNSEEN_EXAMPLES])),
     )
 
@@ -335,7 +503,7 @@ def finalise(
     tested = [i for i, p in enumerate(raw) if p is not None]
     adjusted: list[float | None] = list(raw)
     if config.correction == "bh" and tested:
-        corrected = cs.benjamini_hochberg([float(raw[i]) for i in tested])  # type: ignore[arg-type]
+        corrected = st.benjamini_hochberg([float(raw[i]) for i in tested])  # type: ignore[arg-type]
         for i, value in zip(tested, corrected, strict=True):
             adjusted[i] = float(value)
     results = tuple(_judge(m, p, config) for m, p in zip(measured, adjusted, strict=True))

@@ -1,9 +1,6 @@
 """Alert message formats: the e-mail subject and bodies (plain text and HTML) and the webhook
-payloads (Slack, Microsoft Teams, generic JSON) of a :data:`Notification`. Pure: no network
-I/O, no clock.
-
-The notification model and the episode tracker that decides when a message is due live in
-:mod:`creditops.monitoring.alerts`; delivery is in :mod:`creditops.services.alert_senders`.
+payloads (Slack, Microsoft Teams, generic JSON) of a
+:data:`~creditops.alerts.episodes.Notification`. Pure: no network I/O, no clock.
 """
 
 from __future__ import annotations
@@ -14,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from creditops.monitoring.alerts import Notification, Resolution, iso_or_none
+from creditops.alerts.episodes import Notification, Resolution, iso_or_none
 
 MAX_DETAIL_LINES = 25
 

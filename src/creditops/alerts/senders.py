@@ -5,10 +5,8 @@ when it cannot deliver.
 Webhooks are retried on connection errors, timeouts, 429 and 5xx with an exponential backoff
 that is bounded both in attempts and in total time; e-mail is tried once (SMTP servers queue
 and retry themselves, and a second attempt after an ambiguous failure could send it twice).
-Secrets never appear in error messages: a webhook error names only the host.
-
-The channel settings are in :mod:`creditops.services.alert_settings`; building senders from
-them and dispatching to all of them is in :mod:`creditops.services.alerting`.
+Secrets never appear in error messages: a webhook error names only the host. This is the
+only module of creditops that speaks SMTP or HTTP to the outside.
 """
 
 from __future__ import annotations
@@ -24,8 +22,8 @@ from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-from creditops.errors import ConfigError, CreditopsError
-from creditops.monitoring.alert_messages import (
+from creditops.alerts.episodes import Notification
+from creditops.alerts.messages import (
     generic_payload,
     headline,
     html_body,
@@ -34,7 +32,7 @@ from creditops.monitoring.alert_messages import (
     teams_payload,
     text_body,
 )
-from creditops.monitoring.alerts import Notification
+from creditops.errors import ConfigError, CreditopsError
 
 if TYPE_CHECKING:  # httpx is imported when a webhook is sent: importing senders stays cheap
     import httpx

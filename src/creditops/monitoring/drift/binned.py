@@ -1,17 +1,10 @@
 """Binned-mode data drift: counts aggregated into the bins of the model's reference profile.
 
 *Binned* mode compares the model's reference profile (built at training time by
-:mod:`creditops.modeling.profile`) with counts aggregated into its bins:
-:func:`aggregate_numeric` or a :class:`BinnedAccumulator` fed chunk by chunk in bounded
-memory. Binned KS and Wasserstein are approximate (see
-:func:`~creditops.monitoring.drift_stats.binned_compare`). The count containers
-(:class:`NumericCounts`, :class:`CategoricalCounts`) and :func:`count_numeric` come from
-:mod:`creditops.monitoring.drift_stats` and :mod:`creditops.monitoring.drift_count_stats`
-and are exported here with the mode that uses them.
-
-Elsewhere: the configuration in :mod:`creditops.monitoring.drift_config`; the per-feature
-measurement and judgement, the dataset level and the results (with every definition) in
-:mod:`creditops.monitoring.drift`; exact mode in :mod:`creditops.monitoring.drift_exact`.
+:mod:`creditops.features.profile`) with counts aggregated into its bins, by a
+:class:`BinnedAccumulator` fed chunk by chunk in bounded memory: the mode for windows of
+the decision log, however long. Binned KS and Wasserstein are approximate (see
+:func:`~creditops.monitoring.drift.statistist.binned_compare`).
 """
 
 from __future__ import annotations
@@ -23,42 +16,27 @@ import numpy as np
 import pandas as pd
 
 from creditops.errors import InvalidInputError
-from creditops.monitoring import drift_count_stats as cs
-from creditops.monitoring import drift_stats as ds
-from creditops.monitoring.drift import (
+from creditops.monitoring.drift import statistics as st
+from creditops.monitoring.drift.data import (
+    DriftConfig,
     DriftResult,
+    FeatureType,
     Measured,
+    Rule,
     check_frame,
     finalise,
     measure_categorical,
     measure_numeric,
     numeric_values,
 )
-from creditops.monitoring.drift_config import DriftConfig, FeatureType, Rule
-from creditops.monitoring.drift_count_stats import CategoricalCounts
-from creditops.monitoring.drift_stats import NumericCounts, count_numeric
-
-__all__ = [
-    "BinnedAccumulator",
-    "BinnedCounts",
-    "CategoricalCounts",
-    "NumericCounts",
-    "aggregate_numeric",
-    "count_numeric",
-    "data_drift_binned",
-    "drift_from_profile",
-    "numeric_grid",
-]
-
+from creditops.monitoring.drift.statistics import CategoricalCounts, NumericCounts, count_numeric
 
 BinnedCounts = NumericCounts | CategoricalCounts
-aggregate_numeric = ds.aggregate_numeric
-profile_grid = ds.profile_grid
 
 
-def numeric_grid(feature_profile: Mapping[str, Any]) -> ds.FloatArray:
+def numeric_grid(feature_profile: Mapping[str, Any]) -> st.FloatArray:
     """The binned-mode grid of one numeric feature profile."""
-    return ds.profile_grid(feature_profile.get("quantiles", ()), feature_profile.get("edges", ()))
+    return st.profile_grid(feature_profile.get("quantiles", ()), feature_profile.get("edges", ()))
 
 
 def _profile_features(profile: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
@@ -81,7 +59,7 @@ class BinnedAccumulator:
                 f"features not in the reference profile: {unknown}", field="features"
             )
         self._profile = profile
-        self._grids: dict[str, ds.FloatArray] = {}
+        self._grids: dict[str, st.FloatArray] = {}
         self._counts: dict[str, BinnedCounts] = {}
         for name in names:
             if available[name].get("type") == "categorical":
@@ -99,7 +77,7 @@ class BinnedAccumulator:
                 values = numeric_values(chunk, name, "current")
                 self._counts[name] = held.merge(count_numeric(values, self._grids[name]))
             else:
-                self._counts[name] = held.merge(CategoricalCounts(*cs.category_counts(chunk[name])))
+                self._counts[name] = held.merge(CategoricalCounts(*st.category_counts(chunk[name])))
         self.n_rows += len(chunk)
 
     def counts(self) -> dict[str, BinnedCounts]:
@@ -152,9 +130,9 @@ def _binned_numeric(
     n_ref = int(ref_bins.sum())
     comparison = None
     if n_ref > 0 and counts.n > 0:
-        ref_cdf = ds.reference_cdf(grid, fp["quantiles"], edges, ref_bins.tolist())
-        comparison = ds.binned_compare(grid, ref_cdf, n_ref, counts)
-    cur_bins = ds.regroup(grid, counts.counts, edges)
+        ref_cdf = st.reference_cdf(grid, fp["quantiles"], edges, ref_bins.tolist())
+        comparison = st.binned_compare(grid, ref_cdf, n_ref, counts)
+    cur_bins = st.regroup(grid, counts.counts, edges)
     ref = (ref_bins, int(fp["missing"]))
     return measure_numeric(
         name, rule, edges, ref, (cur_bins, counts.missing), comparison, float(fp.get("std", 0.0))
