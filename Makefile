@@ -20,9 +20,11 @@ install: $(VENV)/.installed
 demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
+## Lint: ruff (style, size and complexity of functions) and the import contracts (layers).
 lint: install
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

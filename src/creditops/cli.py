@@ -1,7 +1,7 @@
 """The ``creditops`` command line: parse, build the context, call one use case, print.
 
 The service commands (``serve``, ``worker``, ``drift``, ``db``, ``keys``, ``decisions``) are
-in :mod:`creditops.cli_service`, shared helpers in :mod:`creditops.cli_support`.
+in :mod:`creditops.cli_operations`, shared helpers in :mod:`creditops.cli_support`.
 
 Errors raised on purpose (:class:`creditops.errors.CreditopsError`) become one line on
 stderr and a non-zero exit code: 2 for bad input or unknown names, 1 for everything else
@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
-from creditops import cli_service
+from creditops import cli_operations
 from creditops.cli_support import (
     JsonOpt,
     NameOpt,
@@ -287,7 +287,7 @@ def info() -> None:
     )
 
 
-cli_service.register(app)  # after the commands above, so `--help` lists them first
+cli_operations.register(app)  # after the commands above, so `--help` lists them first
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Shared pieces of the ``creditops`` command line (:mod:`creditops.cli`,
-:mod:`creditops.cli_service`): the consoles, option types, the error handling that turns a
+:mod:`creditops.cli_operations`): the consoles, option types, the error handling that turns a
 :class:`~creditops.errors.CreditopsError` into one line and an exit code, progress output
 and small helpers.
 """

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from creditops.api.app import create_app
 from creditops.domain.access import SCOPES
-from creditops.services.records import create_key
+from creditops.services.access import create_key
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import ensure_current

@@ -233,7 +233,7 @@ def test_alias_move_swaps_the_served_version(
     client: TestClient, keys: dict[str, str], served_home: Path, tmp_path: Path
 ) -> None:
     """Runs last in this file: it moves production to a second version."""
-    from creditops.api.state import ApiState
+    from creditops.api.deps import ApiState
     from creditops.registry.records import RegistrationRequest
     from creditops.services.context import AppContext
     from creditops.services.serving import refresh_router
@@ -254,13 +254,13 @@ def test_alias_move_swaps_the_served_version(
     )
     ctx.registry.set_alias("taiwan", "production", v2.version)
     state: ApiState = client.app.state.api  # type: ignore[attr-defined]
-    changes = refresh_router(state.ctx, state.router)
+    changes = refresh_router(state.ctx, state.decisions.router)
     assert changes == [f"taiwan: now serving v{v2.version} (was v1)"]
     response = client.post(
         "/v1/models/taiwan/predict", json=applicant(0), headers=auth(keys["predict"])
     )
     assert response.json()["model"]["version"] == v2.version
-    assert refresh_router(state.ctx, state.router) == []
+    assert refresh_router(state.ctx, state.decisions.router) == []
 
 
 def test_key_use_is_recorded_and_listed(
@@ -272,7 +272,7 @@ def test_key_use_is_recorded_and_listed(
 
     from creditops.cli import app as cli_app
     from creditops.domain.access import SCOPES
-    from creditops.services.records import create_key
+    from creditops.services.access import create_key
 
     settings = Settings(home=served_home)
     sessions = session_factory(create_db_engine(settings.database))

@@ -194,7 +194,7 @@ def test_errors_while_deciding_use_the_apps_handlers(
     for fast_path in (True, False):
         app = create_app(Settings(home=served_home, serve={"fast_path": fast_path}))
         with TestClient(app, raise_server_exceptions=False) as client:
-            app.state.api.decision_log.close()  # from now on every write is refused
+            app.state.api.decisions.decision_log.close()  # from now on every write is refused
             answers.append(
                 client.post(
                     "/v1/models/taiwan/predict",

@@ -34,7 +34,7 @@ import yaml
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from creditops.services.records import audit_entries
+from creditops.services.access import audit_entries
 from creditops.store.decision_records import DecisionRecord
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import (
@@ -834,7 +834,7 @@ def old_record(
     )
 
 
-EXPORT_CHUNK = 10_000  # rows per chunk of export_decisions (services/records.py)
+EXPORT_CHUNK = 10_000  # rows per chunk of export_decisions (services/archive.py)
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,18 @@ from typing import Any
 
 import pytest
 
-from creditops.api.batching import DecisionBatcher
 from creditops.errors import InvalidInputError
 from creditops.features.dataset import load_training_data
 from creditops.features.spec import load_spec
 from creditops.modeling.training import TrainOptions, train_model
 from creditops.registry.records import VersionInfo
-from creditops.services.serving import Application, DecisionResult, ServingSlot, decide
+from creditops.services.decisions import (
+    Application,
+    DecisionBatcher,
+    DecisionResult,
+    decide,
+)
+from creditops.services.serving import ServingSlot
 
 pytestmark = pytest.mark.integration
 

@@ -39,7 +39,7 @@ from pydantic import BaseModel
 from creditops.api.metrics import build_metrics
 from creditops.api.monitoring_metrics import METRIC_NAMES as MONITORING_METRICS
 from creditops.domain.access import SCOPES
-from creditops.services.records import create_key
+from creditops.services.access import create_key
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import ensure_current

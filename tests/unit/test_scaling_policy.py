@@ -81,12 +81,9 @@ def test_approval_rate_window_running_count() -> None:
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from creditops.api.metrics import build_metrics
-    from creditops.api.state import APPROVAL_WINDOW, ApiState
+    from creditops.api.metrics import APPROVAL_WINDOW, build_metrics
 
-    state = ApiState.__new__(ApiState)
-    state.metrics = build_metrics()
-    state._recent, state._approved = {}, {}
+    metrics = build_metrics()
     decisions = (["approve"] * 3 + ["decline"]) * (APPROVAL_WINDOW // 2)
     for d in decisions:
         result = SimpleNamespace(
@@ -97,11 +94,11 @@ def test_approval_rate_window_running_count() -> None:
             score=600.0,
             created_at=datetime.now(UTC),
         )
-        state.observe_decisions([result])  # type: ignore[list-item]
+        metrics.observe_decisions([result])  # type: ignore[list-item]
     window = deque((d == "approve" for d in decisions), maxlen=APPROVAL_WINDOW)
     expected = sum(window) / len(window)
-    assert state.metrics.approval_rate.labels("m")._value.get() == pytest.approx(expected)
-    assert state._approved["m"] == sum(window)
+    assert metrics.approval_rate.labels("m")._value.get() == pytest.approx(expected)
+    assert metrics._approved["m"] == sum(window)
 
 
 _VALUES: list[object] = [

@@ -10,8 +10,8 @@ import pytest
 from starlette.requests import Request
 
 from creditops.api.problems import ApiProblemError
-from creditops.api.security import Authenticator, Principal
-from creditops.domain.access import hash_key
+from creditops.api.security import Authenticator
+from creditops.domain.access import Principal, hash_key
 
 KEY = "co_abc_secret"
 

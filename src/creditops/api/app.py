@@ -1,9 +1,10 @@
-"""The FastAPI app factory.
+"""The FastAPI app factory: the one place of the API that wires adapters to services.
 
 ``create_app()`` loads the served models (hash-verified, from the registry), opens the
-database, starts the group-commit decision log and registers one predict/explain route pair
-per model with a request schema generated from its spec. Nothing happens at import time;
-uvicorn calls the factory in each worker process (``creditops serve``).
+database, builds the :class:`~creditops.services.decisions.DecisionService` with its
+group-commit decision log, and registers the resource routers plus one predict/explain
+route pair per model with a request schema generated from its spec. Nothing happens at
+import time; uvicorn calls the factory in each worker process (``creditops serve``).
 """
 
 from __future__ import annotations
@@ -13,32 +14,30 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Any
+from functools import partial
 
 from fastapi import FastAPI
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from creditops.api.batching import DecisionBatcher
-from creditops.api.fastpath import PredictFastPath
+from creditops.api.deps import ApiState
+from creditops.api.fastpath import FastRoute, PredictFastPath
 from creditops.api.metrics import ServiceMetrics, build_metrics
 from creditops.api.monitoring_metrics import MonitoringCollector
 from creditops.api.problems import install_problem_handlers, problem
-from creditops.api.routes.monitoring import add_monitoring_routes
-from creditops.api.routes.operations import add_operation_routes
-from creditops.api.routes.predict import THREAD_BATCH_ROWS, add_model_routes
-from creditops.api.routes.system import add_system_routes
-from creditops.api.security import Authenticator, Principal
-from creditops.api.state import ApiState, ModelControls
+from creditops.api.routes import feedback, models, monitoring, system
+from creditops.api.routes.predict import model_routes
+from creditops.api.security import Authenticator
 from creditops.errors import CreditopsError
+from creditops.services.access import find_key
 from creditops.services.context import AppContext
-from creditops.services.serving import load_router, refresh_router
+from creditops.services.decisions import DecisionService, ModelControls
+from creditops.services.monitoring import latest_results
+from creditops.services.serving import ModelRouter, load_router, refresh_router
 from creditops.settings import Settings, get_settings
-from creditops.store.admin_repositories import ApiKeyRepository
 from creditops.store.decision_log import DecisionLogWriter
-from creditops.store.engine import create_db_engine, session_factory
+from creditops.store.engine import check_database, create_db_engine, session_factory
 from creditops.store.migrations_api import ensure_current
 
 log = logging.getLogger("creditops.api")
@@ -137,51 +136,31 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-def _key_lookup(readonly: Any, writable: Any) -> Callable[[str], Principal | None]:
-    """Find an active key by hash and record that it was used.
-
-    Runs only when the authenticator's cache entry for the key expired, so ``last_used_at``
-    is written at most once per key per cache period (5 s) and is accurate to that period.
-    A failed write is logged, never turned into a refused request.
-    """
-
-    def lookup(key_hash: str) -> Principal | None:
-        with readonly() as session:
-            row = ApiKeyRepository(session).get_active_by_hash(key_hash)
-            if row is None:
-                return None
-            principal = Principal(key_id=row.key_id, name=row.name, scopes=frozenset(row.scopes))
-        try:
-            with writable.begin() as session:
-                ApiKeyRepository(session).touch(row.key_id, datetime.now(UTC))
-        except SQLAlchemyError as exc:
-            log.warning("could not record the use of API key %s: %s", row.key_id, exc)
-        return principal
-
-    return lookup
-
-
 async def _watch_aliases(state: ApiState) -> None:
     """Poll the registry and swap bundles atomically when an alias moves."""
     interval = state.settings.serve.reload_interval_s
     if interval <= 0:
         return
+    router = state.decisions.router
     while True:
         await asyncio.sleep(interval)
         try:
-            changes = await run_in_threadpool(refresh_router, state.ctx, state.router)
+            changes = await run_in_threadpool(refresh_router, state.ctx, router)
         except CreditopsError as exc:
             log.warning("model refresh failed: %s", exc.message)
             continue
         for change in changes:
             log.warning("%s", change)
-        if not changes:
-            continue
-        state.metrics.model_info.clear()
-        for slot in state.router.slots():
-            state.metrics.model_info.labels(
-                slot.name, slot.version, slot.info.tags.get("bundle_sha256", ""), slot.route
-            ).set(1)
+        if changes:
+            state.metrics.model_info.clear()
+            _export_model_info(state.metrics, router)
+
+
+def _export_model_info(metrics: ServiceMetrics, router: ModelRouter) -> None:
+    for slot in router.slots():
+        metrics.model_info.labels(
+            slot.name, slot.version, slot.info.tags.get("bundle_sha256", ""), slot.route
+        ).set(1)
 
 
 def _commit_observer(metrics: ServiceMetrics) -> Callable[[int, float], None]:
@@ -192,9 +171,9 @@ def _commit_observer(metrics: ServiceMetrics) -> Callable[[int, float], None]:
     return observe
 
 
-def create_app(settings: Settings | None = None) -> DecisionServiceApp:
-    """Build the decision service for ``settings`` (default: from the environment)."""
-    settings = settings or get_settings()
+def _build_state(settings: Settings) -> tuple[ApiState, DecisionLogWriter, Engine]:
+    """Open the database, start nothing yet: the state every route reaches, the decision log
+    writer (started by the lifespan) and the engine (disposed by it)."""
     ctx = AppContext(settings)
     engine = create_db_engine(settings.database)
     ensure_current(settings.database)
@@ -209,24 +188,35 @@ def create_app(settings: Settings | None = None) -> DecisionServiceApp:
         max_wait_ms=settings.serve.log_batch_wait_ms,
         on_commit=_commit_observer(metrics),
     )
-    router = load_router(ctx, settings.serve.models)
+    decisions = DecisionService(
+        load_router(ctx, settings.serve.models),
+        writer,
+        ModelControls(readonly, sessions),
+        reasons_for=settings.serve.reasons_for,
+        batch_wait_ms=settings.serve.batch_wait_ms,
+    )
+    decisions.on_decided = metrics.observe_decisions
     state = ApiState(
         settings=settings,
         ctx=ctx,
-        router=router,
-        auth=Authenticator(_key_lookup(readonly, sessions), enabled=settings.serve.auth_enabled),
-        decision_log=writer,
         sessions=sessions,
-        controls=ModelControls(readonly),
+        auth=Authenticator(
+            partial(find_key, readonly, sessions), enabled=settings.serve.auth_enabled
+        ),
+        decisions=decisions,
         metrics=metrics,
-        engine=engine,
+        check_database=partial(check_database, engine),
     )
+    metrics.add_collector(
+        MonitoringCollector(lambda: latest_results(readonly, decisions.router.names()))
+    )
+    return state, writer, engine
 
-    state.batcher = DecisionBatcher(
-        settings.serve.reasons_for,
-        max_rows=THREAD_BATCH_ROWS,
-        max_wait_ms=settings.serve.batch_wait_ms,
-    )
+
+def create_app(settings: Settings | None = None) -> DecisionServiceApp:
+    """Build the decision service for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    state, writer, engine = _build_state(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -247,20 +237,24 @@ def create_app(settings: Settings | None = None) -> DecisionServiceApp:
         lifespan=lifespan,
     )
     app.state.api = state
+    metrics = state.metrics
     install_problem_handlers(app, on_error=lambda kind: metrics.errors.labels(kind).inc())
-    add_system_routes(app, state)
+    app.include_router(system.router)
+    router = state.decisions.router
     default = settings.serve.default_model or (router.names()[0] if router.names() else None)
+    fast_routes: list[FastRoute] = []
     for slot in router.slots():
-        add_model_routes(app, state, slot, seed_route=slot.name == default)
-        metrics.model_info.labels(
-            slot.name, slot.version, slot.info.tags.get("bundle_sha256", ""), slot.route
-        ).set(1)
-    add_operation_routes(app, state)
-    add_monitoring_routes(app, state)
-    metrics.add_collector(MonitoringCollector(readonly, router.names))
+        routes, fast = model_routes(
+            slot.name, slot.model.spec, settings.serve.max_batch, seed_route=slot.name == default
+        )
+        app.include_router(routes)
+        fast_routes += fast
+    _export_model_info(metrics, router)
+    for resource in (models.router, feedback.router, monitoring.router):
+        app.include_router(resource)
     if settings.serve.fast_path:
         app.fast_path = PredictFastPath(
-            state.fast_routes,
+            {f.route.path: f for f in fast_routes},
             state.auth,
             app.exception_handlers,
             max_body_bytes=settings.serve.max_body_bytes,

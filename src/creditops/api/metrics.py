@@ -8,6 +8,8 @@ serve --workers N`` does) and /metrics aggregates every process's values.
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -24,7 +26,10 @@ from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
+from creditops.services.decisions import DecisionResult
+
 M = TypeVar("M", bound=MetricWrapperBase)
+APPROVAL_WINDOW = 1000  # decisions behind creditops_approval_rate (per process)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 PD_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
@@ -50,6 +55,8 @@ class ServiceMetrics:
     suspended: Gauge
     extra: list[Collector] = field(default_factory=list)
     _children: dict[tuple[int, tuple[str, ...]], Any] = field(default_factory=dict)
+    _recent: dict[str, deque[bool]] = field(default_factory=dict)
+    _approved: dict[str, int] = field(default_factory=dict)  # approvals in _recent
 
     def child(self, metric: M, *labels: str) -> M:
         """``metric.labels(*labels)``, cached: the hot path calls this several times per
@@ -60,6 +67,25 @@ class ServiceMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return cast(M, found)
+
+    def observe_decisions(self, results: Sequence[DecisionResult]) -> None:
+        """Count decisions, their PD and score, and the approval share of the last
+        :data:`APPROVAL_WINDOW` decisions per model."""
+        for r in results:
+            self.child(self.predictions, r.model_name, r.model_version, r.decision).inc()
+            self.child(self.pd, r.model_name).observe(r.pd)
+            self.child(self.score, r.model_name).observe(r.score)
+            window = self._recent.setdefault(r.model_name, deque(maxlen=APPROVAL_WINDOW))
+            approved = r.decision == "approve"
+            # keep a running count instead of summing the window on every request
+            dropped = window[0] if len(window) == APPROVAL_WINDOW else False
+            self._approved[r.model_name] = (
+                self._approved.get(r.model_name, 0) + int(approved) - int(dropped)
+            )
+            window.append(approved)
+        for name in {r.model_name for r in results}:
+            window = self._recent[name]
+            self.child(self.approval_rate, name).set(self._approved[name] / len(window))
 
     def add_collector(self, collector: Collector) -> None:
         """A collector exported in every mode (e.g. the stored monitoring results)."""

@@ -205,3 +205,123 @@ class ReadyResponse(BaseModel):
     status: str
     models: dict[str, str]
     database: str
+
+
+class ModelControlResponse(BaseModel):
+    """The kill switch of one model after a suspend or resume."""
+
+    model: str
+    suspended: bool
+    reason: str
+
+
+class LoggedDecisionResponse(BaseModel):
+    """One decision as the decision log holds it (times in ISO 8601)."""
+
+    decision_id: str
+    application_id: str
+    model_name: str
+    model_version: str
+    policy_version: str
+    pd: float
+    score: float
+    decision: Literal["approve", "review", "decline"]
+    reasons: list[dict[str, Any]]
+    inputs: dict[str, Any]
+    created_at: str
+    latency_ms: float
+    route: str
+    suspended: bool
+
+
+class ReviewResponse(BaseModel):
+    review_id: int
+    decision_id: str
+    model_name: str
+    original_decision: str
+    final_decision: Literal["approve", "decline"]
+    override_reason_code: str | None
+    overridden: bool
+
+
+class DeliveryResponse(BaseModel):
+    """What one alert channel did with one message."""
+
+    channel: str
+    ok: bool
+    error: str | None = None
+    attempts: int = 1
+    elapsed_s: float = 0.0
+
+
+class CheckSummaryResponse(BaseModel):
+    """The verdict of a run of checks: its level, whether retraining is advised and why,
+    and the ids of the stored reports by check kind."""
+
+    model: str
+    version: str
+    level: Literal["ok", "warning", "critical"]
+    should_retrain: bool
+    reasons: list[str]
+    reports: dict[str, str]
+
+
+class DriftCheckResponse(CheckSummaryResponse):
+    data_drift: dict[str, Any] = Field(description="Per-feature drift and the dataset level.")
+    prediction_drift: dict[str, Any] = Field(description="Score PSI and approval-rate change.")
+
+
+class CheckAndRetrainResponse(CheckSummaryResponse):
+    results: dict[str, Any] = Field(description="Each check's full result, by kind.")
+    alerts: list[DeliveryResponse] = Field(description="Alert deliveries this run made.")
+
+
+class PerformanceResponse(BaseModel):
+    """Metrics over the latest labelled decisions against validation and a baseline period
+    (the model's first labelled decisions); drops are relative, positive means worse."""
+
+    kind: Literal["performance"]
+    model: str
+    n_labelled: int
+    n_unlabelled: int
+    window: int
+    current: dict[str, float | None]
+    validation: dict[str, float | None]
+    baseline: dict[str, float | None]
+    drop_vs_validation: dict[str, float | None]
+    drop_vs_baseline: dict[str, float | None]
+    max_drop: float
+    breaches: list[str]
+    level: Literal["ok", "critical"]
+
+
+class FairnessResponse(BaseModel):
+    """Approval rates by protected group in the window, parity ratios and their drift."""
+
+    kind: Literal["fairness"]
+    model: str
+    n: int
+    n_labelled: int
+    attributes: list[dict[str, Any]]
+    level: Literal["ok", "warning"]
+
+
+class ReportSummaryResponse(BaseModel):
+    """A stored check result (times in ISO 8601)."""
+
+    report_id: str
+    model: str
+    version: str
+    kind: str
+    created_at: str
+    level: str
+    n_current: int
+    should_retrain: bool
+    triggered_by: str
+    summary: dict[str, Any]
+    window_start: str | None
+    window_end: str | None
+
+
+class ReportResponse(ReportSummaryResponse):
+    result: dict[str, Any]

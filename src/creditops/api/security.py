@@ -2,7 +2,8 @@
 
 Keys look like ``co_<key id>_<secret>`` and are stored only as their sha256. Clients send
 ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. A missing or wrong key is 401; a
-right key without the needed scope is 403; the ``admin`` scope grants every operation.
+right key without the needed scope is 403 (the scope dependencies are in
+:mod:`creditops.api.deps`); the ``admin`` scope grants every operation.
 Lookups are cached for a few seconds per process, so a revoked key stops working within
 ``cache_ttl_s`` on every worker.
 """
@@ -12,30 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from creditops.api.problems import ApiProblemError
-from creditops.domain.access import SCOPES, hash_key
+from creditops.domain.access import ANONYMOUS, Principal, hash_key
 
 log = logging.getLogger("creditops.api")
-
-
-@dataclass(frozen=True)
-class Principal:
-    key_id: str | None
-    name: str
-    scopes: frozenset[str]
-
-    def allows(self, scope: str) -> bool:
-        return "admin" in self.scopes or scope in self.scopes
-
-
-ANONYMOUS = Principal(key_id=None, name="anonymous (auth disabled)", scopes=frozenset(SCOPES))
-
 
 KeyLookup = Callable[[str], Principal | None]
 
@@ -104,18 +90,6 @@ class Authenticator:
 
     def forget(self) -> None:
         self._cache.clear()
-
-    def require(self, scope: str) -> Callable[[Request], Awaitable[Principal]]:
-        async def dependency(request: Request) -> Principal:
-            principal = await self.principal(request)
-            if not principal.allows(scope):
-                raise ApiProblemError(
-                    403, "forbidden", f"The API key lacks the '{scope}' scope for this operation."
-                )
-            request.state.principal = principal
-            return principal
-
-        return dependency
 
 
 def _presented_key(request: Request) -> str | None:

@@ -52,7 +52,7 @@ def fairness_in_production(
     """Approval rate by protected group, parity ratios and their change against a baseline
     (see the module docstring)."""
     if window.n == 0:
-        return {"kind": "fairness", "n": 0, "attributes": [], "level": "ok"}
+        return {"kind": "fairness", "n": 0, "n_labelled": 0, "attributes": [], "level": "ok"}
     labelled = np.array([d is not None for d in window.defaulted], dtype=bool)
     defaulted = np.array([bool(d) for d in window.defaulted], dtype=bool)
     attributes = []

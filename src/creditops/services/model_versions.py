@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from creditops.errors import InvalidInputError
+from creditops.errors import InvalidInputError, ModelNotFoundError
 from creditops.modeling.bundle import ScoringModel
 from creditops.registry.records import VersionInfo
 from creditops.services.context import AppContext
@@ -47,6 +47,14 @@ def load_test_set(ctx: AppContext, name: str, version: str) -> pd.DataFrame:
     with tempfile.TemporaryDirectory() as tmp:
         path = ctx.registry.download_artifact(name, version, TEST_SET_ARTIFACT, Path(tmp))
         return pd.read_parquet(path)
+
+
+def registered_versions(ctx: AppContext, name: str) -> list[VersionInfo]:
+    """Every registered version of ``name``; :class:`ModelNotFoundError` when there is none."""
+    versions = ctx.registry.list_versions(name)
+    if not versions:
+        raise ModelNotFoundError(name)
+    return versions
 
 
 def list_models(ctx: AppContext, name: str | None = None) -> list[dict[str, Any]]:

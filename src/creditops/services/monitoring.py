@@ -313,6 +313,14 @@ def labelled_performance(
     return head | {"n_unlabelled": unlabelled} | result
 
 
+def production_performance(
+    ctx: AppContext, sessions: sessionmaker[Session], model: str, config: PerformanceConfig
+) -> dict[str, Any]:
+    """Performance drift of the production version of ``model`` (not stored, no alert)."""
+    loaded = load_model(ctx, model, "production")
+    return labelled_performance(sessions, model, loaded.info.metrics, config)
+
+
 def _check_performance(check: CheckRun) -> Level:
     """Metrics over the latest labelled decisions against validation; store, alert, level."""
     model, monitor = check.request.model, check.ctx.settings.monitor
@@ -474,6 +482,32 @@ def get_report(sessions: sessionmaker[Session], report_id: str) -> dict[str, Any
         if row is None:
             raise NotFoundError(f"report {report_id!r} does not exist", field="report_id")
         return report_dict(row, full=True)
+
+
+@dataclass(frozen=True)
+class LatestResult:
+    """The latest stored result of one check kind of one model (for dashboards)."""
+
+    result: Mapping[str, Any]
+    at: float  # Unix time it was stored
+    level: str
+
+
+def latest_results(
+    sessions: sessionmaker[Session], models: Sequence[str]
+) -> dict[tuple[str, str], LatestResult]:
+    """The latest stored result per (model, check kind) of ``models``."""
+    found: dict[tuple[str, str], LatestResult] = {}
+    with sessions() as session:
+        repo = MonitoringReportRepository(session)
+        for model in models:
+            for kind in ALL_CHECKS:
+                row = repo.latest(model, kind)
+                if row is not None:
+                    found[(model, kind)] = LatestResult(
+                        row.result, row.created_at.timestamp(), row.level
+                    )
+    return found
 
 
 def report_dict(row: MonitoringReportRow, *, full: bool) -> dict[str, Any]:

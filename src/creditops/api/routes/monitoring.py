@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from creditops.api.security import Principal
-from creditops.api.state import ApiState
+from creditops.api.deps import ContextDep, DecisionsDep, MonitorScope, SessionsDep
+from creditops.api.schemas import (
+    CheckAndRetrainResponse,
+    DeliveryResponse,
+    DriftCheckResponse,
+    FairnessResponse,
+    PerformanceResponse,
+    ReportResponse,
+    ReportSummaryResponse,
+)
 from creditops.domain.windows import parse_since
 from creditops.monitoring.performance import PerformanceConfig
 from creditops.services import monitoring
-from creditops.services.model_versions import load_model
-from creditops.services.monitoring import (
-    CheckOutcome,
-    CheckRequest,
-    get_report,
-    labelled_performance,
-    list_reports,
-    send_alert_test,
-)
+from creditops.services.context import AppContext
+from creditops.services.decisions import DecisionService
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+ReportId = Annotated[str, Path(min_length=1, max_length=64)]
+
+router = APIRouter(tags=["monitoring"], dependencies=[MonitorScope])
 
 
 class WindowRequest(BaseModel):
@@ -58,106 +62,104 @@ class AlertTestRequest(BaseModel):
     channel: str | None = Field(default=None, max_length=16)
 
 
-def window_start(value: str | None, default_hours: float) -> datetime:
-    if not value:
-        return datetime.now(UTC) - timedelta(hours=default_hours)
-    return parse_since(value)
+async def _run(
+    body: WindowRequest,
+    kinds: tuple[str, ...],
+    ctx: AppContext,
+    decisions: DecisionService,
+    sessions: SessionsDep,
+) -> monitoring.CheckOutcome:
+    """Run ``kinds`` on a window of a served model's log, off the event loop."""
+    decisions.check_served(body.model)
+    hours = ctx.settings.monitor.window_hours
+    since = parse_since(body.since) if body.since else datetime.now(UTC) - timedelta(hours=hours)
+    request = monitoring.CheckRequest(body.model, since, body.until, "api", kinds)
+    return await run_in_threadpool(monitoring.run_checks, ctx, sessions, request)
 
 
-def add_monitoring_routes(app: FastAPI, state: ApiState) -> None:
-    scope = Depends(state.auth.require("monitor"))
-    router = APIRouter(tags=["monitoring"])
-    hours = state.settings.monitor.window_hours
+@router.post("/v1/drift/data-drift", operation_id="data_drift")
+async def data_drift(
+    body: WindowRequest, ctx: ContextDep, decisions: DecisionsDep, sessions: SessionsDep
+) -> DriftCheckResponse:
+    """Data and prediction drift of a window of logged decisions against the profile."""
+    outcome = await _run(body, ("data_drift", "prediction_drift"), ctx, decisions, sessions)
+    return DriftCheckResponse(
+        **outcome.summary(),
+        data_drift=outcome.results["data_drift"],
+        prediction_drift=outcome.results["prediction_drift"],
+    )
 
-    def served(name: str) -> None:
-        state.router.route(name)  # 404 for a model this service does not serve
 
-    async def checks(body: WindowRequest, kinds: tuple[str, ...]) -> CheckOutcome:
-        """Run ``kinds`` on a window of a served model's log, off the event loop."""
-        served(body.model)
-        request = CheckRequest(
-            model=body.model,
-            since=window_start(body.since, hours),
-            until=body.until,
-            triggered_by="api",
-            kinds=kinds,
-        )
-        return await run_in_threadpool(monitoring.run_checks, state.ctx, state.sessions, request)
+@router.post("/v1/drift/model-performance-drift", operation_id="performance_drift")
+async def performance_drift(
+    body: PerformanceRequest, ctx: ContextDep, decisions: DecisionsDep, sessions: SessionsDep
+) -> PerformanceResponse:
+    """Metrics over the latest labelled decisions vs validation and a baseline period."""
+    decisions.check_served(body.model)
+    monitor = ctx.settings.monitor
+    config = PerformanceConfig(
+        window=body.window or monitor.performance_window,
+        max_drop=body.max_drop or monitor.max_performance_drop,
+    )
+    result = await run_in_threadpool(
+        monitoring.production_performance, ctx, sessions, body.model, config
+    )
+    return PerformanceResponse(**result)
 
-    @router.post("/v1/drift/data-drift", operation_id="data_drift")
-    async def data_drift(body: WindowRequest, principal: Principal = scope) -> dict[str, Any]:
-        """Data and prediction drift of a window of logged decisions against the profile."""
-        del principal
-        outcome = await checks(body, ("data_drift", "prediction_drift"))
-        return outcome.summary() | {
-            "data_drift": outcome.results["data_drift"],
-            "prediction_drift": outcome.results["prediction_drift"],
-        }
 
-    @router.post("/v1/drift/model-performance-drift", operation_id="performance_drift")
-    async def performance(body: PerformanceRequest, principal: Principal = scope) -> dict[str, Any]:
-        """Metrics over the latest labelled decisions vs validation and a baseline period."""
-        del principal
-        served(body.model)
-        monitor = state.settings.monitor
-        loaded = await run_in_threadpool(load_model, state.ctx, body.model, "production")
-        config = PerformanceConfig(
-            window=body.window or monitor.performance_window,
-            max_drop=body.max_drop or monitor.max_performance_drop,
-        )
-        return await run_in_threadpool(
-            labelled_performance, state.sessions, body.model, loaded.info.metrics, config
-        )
+@router.post("/v1/drift/check-and-retrain", operation_id="check_and_retrain")
+async def check_and_retrain(
+    body: WindowRequest, ctx: ContextDep, decisions: DecisionsDep, sessions: SessionsDep
+) -> CheckAndRetrainResponse:
+    """Every check; says whether retraining should be triggered and why."""
+    outcome = await _run(body, monitoring.ALL_CHECKS, ctx, decisions, sessions)
+    return CheckAndRetrainResponse(
+        **outcome.summary(),
+        results=outcome.results,
+        alerts=[DeliveryResponse(**d) for d in outcome.deliveries],
+    )
 
-    @router.post("/v1/drift/check-and-retrain", operation_id="check_and_retrain")
-    async def check(body: WindowRequest, principal: Principal = scope) -> dict[str, Any]:
-        """Every check; says whether retraining should be triggered and why."""
-        del principal
-        outcome = await checks(body, monitoring.ALL_CHECKS)
-        return outcome.summary() | {"results": outcome.results, "alerts": outcome.deliveries}
 
-    @router.get("/v1/drift/reports", operation_id="list_reports")
-    async def reports(
-        model: Annotated[str | None, Query(max_length=64)] = None,
-        kind: Annotated[str | None, Query(max_length=32)] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
-        principal: Principal = scope,
-    ) -> list[dict[str, Any]]:
-        """Stored check results, newest first."""
-        del principal
-        return await run_in_threadpool(list_reports, state.sessions, model, kind, limit, offset)
+@router.post("/v1/fairness/analyze", operation_id="analyze_fairness")
+async def analyze_fairness(
+    body: WindowRequest, ctx: ContextDep, decisions: DecisionsDep, sessions: SessionsDep
+) -> FairnessResponse:
+    """Approval rates by protected group, parity ratios and their drift."""
+    outcome = await _run(body, ("fairness",), ctx, decisions, sessions)
+    return FairnessResponse(**outcome.results["fairness"])
 
-    @router.get("/v1/drift/reports/{report_id}", operation_id="get_report")
-    async def report(
-        report_id: Annotated[str, Path(min_length=1, max_length=64)], principal: Principal = scope
-    ) -> dict[str, Any]:
-        """One stored check with its full result."""
-        del principal
-        return await run_in_threadpool(get_report, state.sessions, report_id)
 
-    @router.post("/v1/fairness/analyze", operation_id="analyze_fairness")
-    async def fairness(body: WindowRequest, principal: Principal = scope) -> dict[str, Any]:
-        """Approval rates by protected group, parity ratios and their drift."""
-        del principal
-        outcome = await checks(body, ("fairness",))
-        return dict(outcome.results["fairness"])
+@router.get("/v1/drift/reports", operation_id="list_reports")
+async def list_reports(
+    sessions: SessionsDep,
+    model: Annotated[str | None, Query(max_length=64)] = None,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ReportSummaryResponse]:
+    """Stored check results, newest first."""
+    rows = await run_in_threadpool(monitoring.list_reports, sessions, model, kind, limit, offset)
+    return [ReportSummaryResponse(**row) for row in rows]
 
-    @router.post("/v1/drift/test-email", operation_id="test_email")
-    async def test_email(principal: Principal = scope) -> list[dict[str, Any]]:
-        """Send a test alert by e-mail (the channel must be configured)."""
-        del principal
-        results = await run_in_threadpool(send_alert_test, state.ctx, "email")
-        return [r.to_dict() for r in results]
 
-    @router.post("/v1/alerts/test", operation_id="test_alerts")
-    async def test_alerts(
-        body: AlertTestRequest | None = None, principal: Principal = scope
-    ) -> list[dict[str, Any]]:
-        """Send a test alert to one channel or to every selected channel."""
-        del principal
-        channel = body.channel if body else None
-        results = await run_in_threadpool(send_alert_test, state.ctx, channel)
-        return [r.to_dict() for r in results]
+@router.get("/v1/drift/reports/{report_id}", operation_id="get_report")
+async def get_report(report_id: ReportId, sessions: SessionsDep) -> ReportResponse:
+    """One stored check with its full result."""
+    return ReportResponse(**await run_in_threadpool(monitoring.get_report, sessions, report_id))
 
-    app.include_router(router)
+
+@router.post("/v1/drift/test-email", operation_id="test_email")
+async def test_email(ctx: ContextDep) -> list[DeliveryResponse]:
+    """Send a test alert by e-mail (the channel must be configured)."""
+    results = await run_in_threadpool(monitoring.send_alert_test, ctx, "email")
+    return [DeliveryResponse(**r.to_dict()) for r in results]
+
+
+@router.post("/v1/alerts/test", operation_id="test_alerts")
+async def test_alerts(
+    ctx: ContextDep, body: AlertTestRequest | None = None
+) -> list[DeliveryResponse]:
+    """Send a test alert to one channel or to every selected channel."""
+    channel = body.channel if body else None
+    results = await run_in_threadpool(monitoring.send_alert_test, ctx, channel)
+    return [DeliveryResponse(**r.to_dict()) for r in results]

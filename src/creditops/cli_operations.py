@@ -74,7 +74,7 @@ def keys_create(
 ) -> None:
     """Create an API key; the key is printed once and stored only as a hash."""
     from creditops.domain.access import SCOPES
-    from creditops.services.records import cli_actor, create_key
+    from creditops.services.access import cli_actor, create_key
 
     wanted = [s.strip() for s in scopes.split(",") if s.strip()]
     created = run(lambda: create_key(sessions(), name, wanted, SCOPES, cli_actor()))
@@ -98,7 +98,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(as_json: JsonOpt = False) -> None:
     """List API keys (never the secrets)."""
-    from creditops.services.records import list_keys
+    from creditops.services.access import list_keys
 
     rows = run(lambda: list_keys(sessions()))
     if as_json:
@@ -122,7 +122,7 @@ def keys_list(as_json: JsonOpt = False) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Option("--id", help="Key id to revoke.")]) -> None:
     """Revoke an API key (effective on every worker within seconds)."""
-    from creditops.services.records import cli_actor, revoke_key
+    from creditops.services.access import cli_actor, revoke_key
 
     run(lambda: revoke_key(sessions(), key_id, cli_actor()))
     out.print(f"revoked {key_id}")
@@ -136,7 +136,7 @@ def decisions_export(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
 ) -> None:
     """One row per decision, with reasons and inputs, for analysts."""
-    from creditops.services.records import export_decisions
+    from creditops.services.archive import export_decisions
 
     rows = run(lambda: export_decisions(sessions(), output, fmt, parse_since(since), model))
     out.print(f"exported {rows} decisions to {output}")
@@ -150,7 +150,8 @@ def decisions_purge(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete decisions (and their outcomes and reviews) older than the retention period."""
-    from creditops.services.records import cli_actor, purge_decisions
+    from creditops.services.access import cli_actor
+    from creditops.services.archive import purge_decisions
 
     days = retention_days if retention_days is not None else get_settings().serve.retention_days
     if days < 1:

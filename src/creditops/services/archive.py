@@ -1,0 +1,174 @@
+"""The decision log as an archive: one decision as a JSON object, the streamed export of a
+window to CSV or Parquet for analysts, and the retention purge."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session, sessionmaker
+
+from creditops.errors import InvalidInputError
+from creditops.store.admin_repositories import AuditRepository
+from creditops.store.repositories import DecisionRepository
+from creditops.store.tables import DecisionRow
+
+
+def decision_dict(row: DecisionRow) -> dict[str, Any]:
+    return {
+        "decision_id": row.decision_id,
+        "application_id": row.application_id,
+        "model_name": row.model_name,
+        "model_version": row.model_version,
+        "policy_version": row.policy_version,
+        "pd": row.pd,
+        "score": row.score,
+        "decision": row.decision,
+        "reasons": row.reasons,
+        "inputs": row.inputs,
+        "created_at": row.created_at.isoformat(),
+        "latency_ms": row.latency_ms,
+        "route": row.route,
+        "suspended": row.suspended,
+    }
+
+
+# Decision columns exported as they are stored, in the export's column order.
+_EXPORT_FIELDS = (
+    "decision_id",
+    "application_id",
+    "model_name",
+    "model_version",
+    "policy_version",
+    "pd",
+    "score",
+    "decision",
+    "created_at",
+    "latency_ms",
+    "request_id",
+    "api_key_id",
+)
+
+
+def _export_rows(
+    rows: Sequence[DecisionRow], columns: Mapping[str, bool]
+) -> Iterator[dict[str, Any]]:
+    """Flat rows with a fixed set of input columns (numeric ones as floats, others as text)."""
+    for row in rows:
+        flat: dict[str, Any] = {name: getattr(row, name) for name in _EXPORT_FIELDS}
+        for i in range(4):
+            reason = row.reasons[i] if i < len(row.reasons) else None
+            flat[f"reason_{i + 1}"] = reason["code"] if reason else None
+        inputs = row.inputs or {}
+        for key, numeric in columns.items():
+            value = inputs.get(key)
+            if value is None:
+                flat[f"input_{key}"] = None
+            else:
+                flat[f"input_{key}"] = float(value) if numeric else str(value)
+        yield flat
+
+
+def _input_columns(
+    sessions: sessionmaker[Session], since: datetime | None, model: str | None, chunk_size: int
+) -> dict[str, bool]:
+    """First pass: every input key in the export and whether all its values are numbers, so
+    that every chunk is written with the same columns and types."""
+    columns: dict[str, bool] = {}
+    with sessions() as session:
+        for chunk in DecisionRepository(session).iter_since(since, model, chunk_size):
+            for row in chunk:
+                for key, value in (row.inputs or {}).items():
+                    numeric = value is None or (
+                        isinstance(value, (int, float)) and not isinstance(value, bool)
+                    )
+                    columns[key] = columns.get(key, True) and numeric
+    return dict(sorted(columns.items()))
+
+
+def export_decisions(
+    sessions: sessionmaker[Session],
+    output: Path,
+    fmt: str,
+    since: datetime | None,
+    model: str | None,
+    chunk_size: int = 10_000,
+) -> int:
+    """Stream decisions to CSV or Parquet in chunks (bounded memory); returns the row count.
+
+    Two passes over the window: the first fixes the input columns and their types, the
+    second writes; so a later chunk can never change the file's header or schema.
+    """
+    if fmt not in ("csv", "parquet"):
+        raise InvalidInputError(f"--format must be csv or parquet; got {fmt!r}", field="format")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = _input_columns(sessions, since, model, chunk_size)
+    names = [
+        *_EXPORT_FIELDS,
+        *(f"reason_{i}" for i in range(1, 5)),
+        *(f"input_{k}" for k in columns),
+    ]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    total = 0
+    writer: Any = None
+    schema: Any = None
+    with sessions() as session:
+        for chunk in DecisionRepository(session).iter_since(since, model, chunk_size):
+            frame = pd.DataFrame(list(_export_rows(chunk, columns)), columns=names)
+            if fmt == "csv":
+                frame.to_csv(
+                    output, mode="w" if total == 0 else "a", header=total == 0, index=False
+                )
+            else:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    schema = _parquet_schema(table.schema, columns)
+                    writer = pq.ParquetWriter(output, schema)
+                writer.write_table(table.cast(schema))
+            total += len(frame)
+    if writer is not None:
+        writer.close()
+    if total == 0:
+        empty = pd.DataFrame(columns=names)
+        if fmt == "csv":
+            empty.to_csv(output, index=False)
+        else:
+            empty.astype("string").to_parquet(output, index=False)
+    return total
+
+
+def _parquet_schema(inferred: Any, columns: Mapping[str, bool]) -> Any:
+    """Fixed types for the input columns (float64 or string), whatever the first chunk held."""
+    import pyarrow as pa
+
+    fields = []
+    for f in inferred:
+        key = f.name.removeprefix("input_")
+        if f.name.startswith("input_") and key in columns:
+            fields.append(pa.field(f.name, pa.float64() if columns[key] else pa.string()))
+        elif f.name.startswith("reason_") or pa.types.is_null(f.type):
+            fields.append(pa.field(f.name, pa.string()))
+        else:
+            fields.append(f)
+    return pa.schema(fields)
+
+
+def purge_decisions(
+    sessions: sessionmaker[Session], retention_days: int, actor: str, now: datetime | None = None
+) -> dict[str, Any]:
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+    with sessions.begin() as session:
+        removed = DecisionRepository(session).purge_before(cutoff)
+        AuditRepository(session).add(
+            actor=actor,
+            action="decisions.purge",
+            target=cutoff.isoformat(),
+            outcome="ok",
+            details={"removed": removed, "retention_days": retention_days},
+        )
+    return {"removed": removed, "cutoff": cutoff.isoformat(), "retention_days": retention_days}
