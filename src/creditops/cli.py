@@ -235,7 +235,7 @@ def policy_what_if(
 ) -> None:
     """Approval rate, bad rate and expected loss at candidate cutoffs, on the test split."""
     from creditops.services.model_versions import resolve_ref
-    from creditops.services.scoring import what_if
+    from creditops.services.scoring import WhatIf, what_if
 
     def parse() -> list[float] | None:
         if not cutoffs:
@@ -248,7 +248,7 @@ def policy_what_if(
             ) from None
 
     ctx = context()
-    rows = run(lambda: what_if(ctx, name, resolve_ref(version, alias), parse(), lgd))
+    rows = run(lambda: what_if(ctx, name, resolve_ref(version, alias), WhatIf(parse(), lgd)))
     if as_json:
         print_json(rows)
         return

@@ -136,9 +136,10 @@ def decisions_export(
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
 ) -> None:
     """One row per decision, with reasons and inputs, for analysts."""
-    from creditops.services.archive import export_decisions
+    from creditops.services.archive import ExportRequest, export_decisions
 
-    rows = run(lambda: export_decisions(sessions(), output, fmt, parse_since(since), model))
+    request = ExportRequest(output, fmt, run(lambda: parse_since(since)), model)
+    rows = run(lambda: export_decisions(sessions(), request))
     out.print(f"exported {rows} decisions to {output}")
 
 

@@ -65,6 +65,7 @@ from creditops.alerts.senders import (
     AlertSender,
     EmailSender,
     LogSender,
+    RetryPolicy,
     WebhookSender,
 )
 from creditops.alerts.settings import AlertSettings, EmailSettings
@@ -605,7 +606,7 @@ def hook() -> Iterator[Hook]:
 @pytest.mark.integration
 @pytest.mark.parametrize("flavor", ["slack", "teams", "generic"])
 def test_webhook_receives_the_payload(hook: Hook, flavor: str) -> None:
-    sender = WebhookSender(hook.url(), flavor, backoff_s=0.01)  # type: ignore[arg-type]
+    sender = WebhookSender(hook.url(), flavor, retry=RetryPolicy(backoff_s=0.01))  # type: ignore[arg-type]
     (result,) = AlertDispatcher([sender]).dispatch(make_alert())
     assert (result.channel, result.ok, result.attempts) == (
         "webhook" if flavor == "generic" else flavor,
@@ -629,7 +630,7 @@ def test_webhook_receives_the_payload(hook: Hook, flavor: str) -> None:
 @pytest.mark.integration
 def test_webhook_retries_5xx_and_delivers_once(hook: Hook) -> None:
     hook.statuses = [500, 503]
-    sender = WebhookSender(hook.url(), "slack", backoff_s=0.01)
+    sender = WebhookSender(hook.url(), "slack", retry=RetryPolicy(backoff_s=0.01))
     (result,) = AlertDispatcher([sender]).dispatch(make_alert())
     assert (result.ok, result.attempts) == (True, 3)
     assert len(hook.requests) == 3
@@ -651,7 +652,9 @@ def test_webhook_failures(
 ) -> None:
     hook.statuses = statuses
     sender = WebhookSender(
-        hook.url("/services/T000/B000/SECRET"), "slack", max_attempts=max_attempts, backoff_s=0.01
+        hook.url("/services/T000/B000/SECRET"),
+        "slack",
+        retry=RetryPolicy(max_attempts=max_attempts, backoff_s=0.01),
     )
     (result,) = AlertDispatcher([sender]).dispatch(make_alert())
     assert not result.ok and result.error == f"webhook {HOST}: {error}"
@@ -663,7 +666,8 @@ def test_webhook_failures(
 def test_webhook_retries_are_bounded_in_time(hook: Hook) -> None:
     hook.delay_s = 1.0
     sender = WebhookSender(
-        hook.url(), timeout_s=0.2, max_attempts=10, backoff_s=0.05, max_total_s=0.6
+        hook.url(),
+        retry=RetryPolicy(timeout_s=0.2, max_attempts=10, backoff_s=0.05, max_total_s=0.6),
     )
     start = time.monotonic()
     (result,) = AlertDispatcher([sender]).dispatch(make_alert())
@@ -678,14 +682,19 @@ def test_failing_channels_do_not_stop_the_others(
 ) -> None:
     senders: list[AlertSender] = [
         EmailSender(
-            HOST,
-            free_port(),
-            from_addr="a@b.test",
-            to_addrs=["c@d.test"],
-            use_tls=False,
-            timeout_s=2,
+            EmailSettings(
+                host=HOST,
+                port=free_port(),
+                from_addr="a@b.test",
+                to_addrs=["c@d.test"],
+                use_tls=False,
+                timeout_s=2,
+            )
         ),
-        WebhookSender(f"http://{HOST}:{free_port()}/nobody", max_attempts=2, backoff_s=0.01),
+        WebhookSender(
+            f"http://{HOST}:{free_port()}/nobody",
+            retry=RetryPolicy(max_attempts=2, backoff_s=0.01),
+        ),
         WebhookSender(hook.url(), "slack"),
         LogSender(),
     ]
@@ -744,7 +753,17 @@ def test_drift_episode_end_to_end(smtp: SmtpServer, hook: Hook) -> None:
 @pytest.mark.integration
 def test_undelivered_alert_is_not_recorded_and_is_retried(smtp: SmtpServer) -> None:
     down = AlertDispatcher(
-        [EmailSender(HOST, free_port(), from_addr="a@b.test", to_addrs=["c@d.test"], use_tls=False)]
+        [
+            EmailSender(
+                EmailSettings(
+                    host=HOST,
+                    port=free_port(),
+                    from_addr="a@b.test",
+                    to_addrs=["c@d.test"],
+                    use_tls=False,
+                )
+            )
+        ]
     )
     tracker = AlertTracker()
     first = track_and_notify(tracker, down, make_alert(hours(0)), "warning")

@@ -31,6 +31,7 @@ from creditops.alerts.senders import (
     DeliveryError,
     EmailSender,
     LogSender,
+    RetryPolicy,
     WebhookFlavor,
     WebhookSender,
 )
@@ -115,20 +116,17 @@ def build_sender(settings: AlertSettings, channel: str) -> AlertSender:
         else {}
     )
     flavor: WebhookFlavor = "generic" if channel == "webhook" else channel  # type: ignore[assignment]
-    return WebhookSender(
-        url.get_secret_value(),
-        flavor,
+    retry = RetryPolicy(
         timeout_s=settings.timeout_s,
-        headers=headers,
         max_attempts=settings.max_attempts,
         backoff_s=settings.retry_backoff_s,
         max_total_s=settings.max_total_s,
     )
+    return WebhookSender(url.get_secret_value(), flavor, retry=retry, headers=headers)
 
 
 def _email_sender(settings: AlertSettings) -> EmailSender:
     email = settings.email
-    assert email.host is not None
     context = None
     if email.use_tls or email.use_ssl:
         cafile = str(email.ca_file) if email.ca_file else None
@@ -136,18 +134,7 @@ def _email_sender(settings: AlertSettings) -> EmailSender:
             context = ssl.create_default_context(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"Cannot load the SMTP CA file: {exc}", field="ca_file") from exc
-    return EmailSender(
-        email.host,
-        email.port,
-        from_addr=email.from_addr,
-        to_addrs=email.to_addrs,
-        use_tls=email.use_tls,
-        use_ssl=email.use_ssl,
-        username=email.username,
-        password=email.password.get_secret_value() if email.password else None,
-        timeout_s=email.timeout_s,
-        ssl_context=context,
-    )
+    return EmailSender(email, context)
 
 
 def build_dispatcher(settings: AlertSettings) -> AlertDispatcher:

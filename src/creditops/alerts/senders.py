@@ -16,7 +16,7 @@ import logging
 import smtplib
 import ssl
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -32,6 +32,7 @@ from creditops.alerts.messages import (
     teams_payload,
     text_body,
 )
+from creditops.alerts.settings import EmailSettings
 from creditops.errors import ConfigError, CreditopsError
 
 if TYPE_CHECKING:  # httpx is imported when a webhook is sent: importing senders stays cheap
@@ -79,33 +80,22 @@ class LogSender:
 
 
 class EmailSender:
-    """Sends a multipart (plain text + HTML) message over SMTP with the standard library."""
+    """Sends a multipart (plain text + HTML) message over SMTP with the standard library,
+    to the server and recipients of an :class:`~creditops.alerts.settings.EmailSettings`."""
 
     channel = "email"
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        from_addr: str,
-        to_addrs: Sequence[str],
-        use_tls: bool = True,
-        use_ssl: bool = False,
-        username: str | None = None,
-        password: str | None = None,
-        timeout_s: float = 10.0,
-        ssl_context: ssl.SSLContext | None = None,
-    ) -> None:
-        if use_tls and use_ssl:
-            raise ConfigError("use_tls (STARTTLS) and use_ssl exclude each other.")
-        if not to_addrs:
+    def __init__(self, settings: EmailSettings, ssl_context: ssl.SSLContext | None = None) -> None:
+        if not settings.host:
+            raise ConfigError("E-mail alerts need an SMTP host.", field="host")
+        if not settings.to_addrs:
             raise ConfigError("E-mail alerts need at least one recipient.", field="to_addrs")
-        self.host, self.port = host, port
-        self.from_addr, self.to_addrs = from_addr, list(to_addrs)
-        self.use_tls, self.use_ssl = use_tls, use_ssl
-        self.username, self._password = username, password
-        self.timeout_s = timeout_s
+        self.host, self.port = settings.host, settings.port
+        self.from_addr, self.to_addrs = settings.from_addr, list(settings.to_addrs)
+        self.use_tls, self.use_ssl = settings.use_tls, settings.use_ssl
+        self.username = settings.username
+        self._password = settings.password.get_secret_value() if settings.password else None
+        self.timeout_s = settings.timeout_s
         self._ssl_context = ssl_context
 
     def message(self, notification: Notification) -> EmailMessage:
@@ -158,6 +148,22 @@ _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 10.0
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a webhook is retried: at most ``max_attempts`` attempts and ``max_total_s``
+    seconds in all, each attempt waiting ``timeout_s`` at most, the first retry after
+    ``backoff_s`` (doubled each time, or the server's ``Retry-After`` up to 10 s)."""
+
+    timeout_s: float = 10.0
+    max_attempts: int = 3
+    backoff_s: float = 0.5
+    max_total_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError("max_attempts must be at least 1.", field="max_attempts")
+
+
 class WebhookSender:
     """POSTs the notification as JSON in the Slack, Teams or generic shape."""
 
@@ -166,24 +172,17 @@ class WebhookSender:
         url: str,
         flavor: WebhookFlavor = "generic",
         *,
-        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
         headers: dict[str, str] | None = None,
-        max_attempts: int = 3,
-        backoff_s: float = 0.5,
-        max_total_s: float = 30.0,
-        channel: str | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("A webhook URL must be an http(s) URL with a host.", field="url")
-        if max_attempts < 1:
-            raise ConfigError("max_attempts must be at least 1.", field="max_attempts")
         self._url = url
         self._host = parts.hostname
         self.flavor: WebhookFlavor = flavor
-        self.channel = channel or ("webhook" if flavor == "generic" else flavor)
-        self.timeout_s, self.max_attempts = timeout_s, max_attempts
-        self.backoff_s, self.max_total_s = backoff_s, max_total_s
+        self.channel: str = "webhook" if flavor == "generic" else flavor
+        self.retry = retry or RetryPolicy()
         self._headers = {"User-Agent": "creditops-alerts", **(headers or {})}
 
     def payload(self, notification: Notification) -> dict[str, Any]:
@@ -198,13 +197,14 @@ class WebhookSender:
 
         body = json.dumps(self.payload(notification), allow_nan=False).encode()
         headers = {**self._headers, "Content-Type": "application/json"}
-        deadline = time.monotonic() + self.max_total_s
-        delay, attempt, last = self.backoff_s, 0, "no attempt"
+        retry = self.retry
+        deadline = time.monotonic() + retry.max_total_s
+        delay, attempt, last = retry.backoff_s, 0, "no attempt"
         with httpx.Client(follow_redirects=False) as client:
             while True:
                 attempt += 1
                 remaining = deadline - time.monotonic()
-                timeout = max(0.05, min(self.timeout_s, remaining))
+                timeout = max(0.05, min(retry.timeout_s, remaining))
                 wait = delay
                 try:
                     response = client.post(
@@ -219,7 +219,7 @@ class WebhookSender:
                     if response.status_code not in _RETRY_STATUSES:
                         break
                     wait = max(delay, _retry_after(response))
-                if attempt >= self.max_attempts or time.monotonic() + wait >= deadline:
+                if attempt >= retry.max_attempts or time.monotonic() + wait >= deadline:
                     break
                 time.sleep(wait)
                 delay *= 2

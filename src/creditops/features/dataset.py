@@ -139,40 +139,19 @@ def _parse_target(raw: pd.Series, spec: Spec) -> tuple[npt.NDArray[np.int8], pd.
 
 
 def load_training_data(path: Path, spec: Spec, *, max_dirty_share: float) -> TrainingData:
-    """Read ``path`` and check it against ``spec``; raise :class:`DataError` if unusable."""
+    """Read ``path`` and check it against ``spec``; raise :class:`DataError` if unusable.
+
+    Rows without a target or with unparseable numbers are dropped with a warning, up to
+    ``max_dirty_share`` of the file; beyond it the file is refused.
+    """
     frame = read_table(path)
-    required = [spec.target.column, *spec.features]
-    if spec.split_column:
-        required.append(spec.split_column)
-    absent = [c for c in required if c not in frame.columns]
-    if absent:
-        raise DataError(
-            f"columns named in the spec are missing from {path.name}",
-            field=absent[0],
-            count=len(absent),
-            examples=absent,
-        )
+    _require_columns(frame, spec, path)
     y, target_missing = _parse_target(frame[spec.target.column], spec)
-    dirty = target_missing.to_numpy(dtype=bool).copy()
     warnings: list[str] = []
     if target_missing.any():
         warnings.append(f"{int(target_missing.sum())} rows have no target value")
-
-    clean = pd.DataFrame(index=frame.index)
-    for name, kind in spec.features.items():
-        if kind == "categorical":
-            clean[name] = normalise_categorical(frame[name])
-            continue
-        numbers, bad = parse_numeric(frame[name])
-        if bad.any():
-            examples = frame.loc[bad, name].astype(str).unique().tolist()[:5]
-            warnings.append(
-                f"column {name!r}: {int(bad.sum())} non-numeric values "
-                f"(e.g. {', '.join(repr(e) for e in examples)})"
-            )
-            dirty |= bad.to_numpy(dtype=bool)
-        clean[name] = numbers
-
+    clean, bad_values = _parse_features(frame, spec, warnings)
+    dirty = target_missing.to_numpy(dtype=bool) | bad_values
     n_dirty = int(dirty.sum())
     if n_dirty:
         share = n_dirty / len(frame)
@@ -183,7 +162,6 @@ def load_training_data(path: Path, spec: Spec, *, max_dirty_share: float) -> Tra
                 count=n_dirty,
             )
         warnings.append(f"dropped {n_dirty} of {len(frame)} rows ({share:.2%}) with bad values")
-
     keep = ~dirty
     is_test: npt.NDArray[np.bool_] | None = None
     if spec.split_column:
@@ -199,6 +177,43 @@ def load_training_data(path: Path, spec: Spec, *, max_dirty_share: float) -> Tra
         n_rows_read=len(frame),
         warnings=warnings,
     )
+
+
+def _require_columns(frame: pd.DataFrame, spec: Spec, path: Path) -> None:
+    required = [spec.target.column, *spec.features]
+    if spec.split_column:
+        required.append(spec.split_column)
+    absent = [c for c in required if c not in frame.columns]
+    if absent:
+        raise DataError(
+            f"columns named in the spec are missing from {path.name}",
+            field=absent[0],
+            count=len(absent),
+            examples=absent,
+        )
+
+
+def _parse_features(
+    frame: pd.DataFrame, spec: Spec, warnings: list[str]
+) -> tuple[pd.DataFrame, npt.NDArray[np.bool_]]:
+    """The features parsed as training reads them, and which rows hold a value that is not
+    a number in a numeric column (each such column adds a warning)."""
+    clean = pd.DataFrame(index=frame.index)
+    dirty = np.zeros(len(frame), dtype=bool)
+    for name, kind in spec.features.items():
+        if kind == "categorical":
+            clean[name] = normalise_categorical(frame[name])
+            continue
+        numbers, bad = parse_numeric(frame[name])
+        if bad.any():
+            examples = frame.loc[bad, name].astype(str).unique().tolist()[:5]
+            warnings.append(
+                f"column {name!r}: {int(bad.sum())} non-numeric values "
+                f"(e.g. {', '.join(repr(e) for e in examples)})"
+            )
+            dirty |= bad.to_numpy(dtype=bool)
+        clean[name] = numbers
+    return clean, dirty
 
 
 def _parse_split(raw: pd.Series, column: str) -> npt.NDArray[np.bool_]:

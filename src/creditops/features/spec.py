@@ -119,19 +119,22 @@ class Spec(BaseModel):
             unknown = [n for n in names if n not in known]
             if unknown:
                 raise ValueError(f"{key} names columns that are not features: {unknown}")
+        self._check_monotone()
+        if not self.model_features:
+            raise ValueError("every feature is excluded from the model")
+        for code in self.reasons.codes if self.reasons is not None else ():
+            unknown = [f for f in code.features if f not in known]
+            if unknown:
+                raise ValueError(f"reason {code.code!r} names unknown features {unknown}")
+        return self
+
+    def _check_monotone(self) -> None:
+        """A monotone constraint needs a numeric model input."""
         for name in self.monotone:
             if self.features[name] != "numeric":
                 raise ValueError(f"monotone feature {name!r} must be numeric")
             if name in self.exclude_from_model:
                 raise ValueError(f"monotone feature {name!r} is excluded from the model")
-        if not self.model_features:
-            raise ValueError("every feature is excluded from the model")
-        if self.reasons is not None:
-            for code in self.reasons.codes:
-                unknown = [f for f in code.features if f not in known]
-                if unknown:
-                    raise ValueError(f"reason {code.code!r} names unknown features {unknown}")
-        return self
 
     @property
     def model_features(self) -> list[str]:

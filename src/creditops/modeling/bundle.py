@@ -300,7 +300,7 @@ class ScoringModel:
         decision = outcome.decision
         return ScoredBatch(scored.pd, scored.score, decision, codes, texts, features, values)
 
-    def _fill_reasons(
+    def _fill_reasons(  # noqa: PLR0913 - fills the four reason columns in place
         self,
         reasons: PrincipalReasons,
         rows: npt.NDArray[np.int64],

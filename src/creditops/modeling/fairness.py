@@ -275,7 +275,7 @@ def _score(*ratios: float | None) -> float | None:
     return 100.0 * sum(available) / len(available) if available else None
 
 
-def compute_fairness(
+def compute_fairness(  # noqa: PLR0913 - fairlearn-style metric: arrays plus two options
     attribute: str,
     groups: npt.ArrayLike,
     approved: npt.ArrayLike,

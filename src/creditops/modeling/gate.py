@@ -90,7 +90,7 @@ class GateResult(BaseModel):
         return [c for c in self.checks if not c.passed]
 
 
-def _check(
+def _check(  # noqa: PLR0913 - the fields of one GateCheck
     metric: str,
     value: float | None,
     threshold: float,

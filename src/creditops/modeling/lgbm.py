@@ -159,7 +159,7 @@ def check_monotone(
     return results
 
 
-def tune_params(
+def tune_params(  # noqa: PLR0913 - the data, the model inputs and the search budget
     x: npt.NDArray[np.float64],
     y: npt.NDArray[Any],
     inputs: LgbmInputs,

@@ -95,6 +95,17 @@ def _resolve_policy(
     return DecisionPolicy(version="default", approve_min_score=approve, decline_below_score=decline)
 
 
+@dataclass
+class _Fitted:
+    """What the learners produced: the scorecard (baseline, or the model itself for
+    ``logistic``), LightGBM's model text and parameters, and the held-out fold's margins."""
+
+    scorecard: WoeScorecard
+    booster_text: str | None
+    params: dict[str, Any]
+    margin_valid: npt.NDArray[np.float64]
+
+
 def train_model(
     data: TrainingData,
     spec: Spec,
@@ -109,63 +120,106 @@ def train_model(
     train_rows = np.concatenate([split.fit, split.valid])
     encoder = FeatureEncoder(names, categorical).fit(data.frame.iloc[train_rows])
     x_all = encoder.transform(data.frame)
-    x_fit, x_valid, y_fit, y_valid = (
-        x_all[split.fit],
-        x_all[split.valid],
-        data.y[split.fit],
-        data.y[split.valid],
-    )
     say(f"split: {len(split.fit)} fit, {len(split.valid)} calibration, {len(split.test)} test")
-
-    say("fitting the WoE scorecard baseline (optbinning)")
-    scorecard = WoeScorecard(random_state=options.seed).fit(
-        x_fit, y_fit, feature_names=names, categorical=categorical, monotone=spec.monotone
-    )
-
-    booster_text: str | None = None
-    params: dict[str, Any] = dict(spec.lightgbm)
-    if options.algorithm == "lightgbm":
-        lgb_inputs = LgbmInputs(names, categorical, spec.monotone, options.seed, params)
-        if options.tune_trials > 0:
-            say(f"tuning LightGBM with Optuna ({options.tune_trials} trials max)")
-            params.update(
-                tune_params(
-                    x_fit,
-                    y_fit,
-                    lgb_inputs,
-                    n_trials=options.tune_trials,
-                    timeout_s=options.tune_timeout_s,
-                    on_trial=lambda i, auc: say(f"trial {i}: CV AUC {auc:.4f}"),
-                )
-            )
-            lgb_inputs = LgbmInputs(names, categorical, spec.monotone, options.seed, params)
-        say("training LightGBM")
-        booster = train_booster(x_fit, y_fit, x_valid, y_valid, lgb_inputs)
-        booster_text = booster.model_to_string()
-        margin_valid = np.asarray(booster.predict(x_valid, raw_score=True), dtype=np.float64)
-    else:
-        margin_valid = scorecard.decision_function(x_valid)
+    fitted = _fit_learners(x_all, data.y, split, spec, options, say)
 
     say(f"calibrating ({options.calibration_method}) on the held-out fold")
-    calibrator = fit_calibrator(margin_valid, y_valid, options.calibration_method)
+    calibrator = fit_calibrator(
+        fitted.margin_valid, data.y[split.valid], options.calibration_method
+    )
     scaling = ScoreScaling(**spec.scaling.model_dump())
     base_rate = float(data.y[train_rows].mean())
-    policy = _resolve_policy(options, scaling, base_rate)
-
     draft = ModelBundle(
         spec=spec.model_dump(mode="json"),
         algorithm=options.algorithm,
         encoder=encoder.to_dict(),
         calibrator=calibrator.to_dict(),
-        policy=policy.model_dump(mode="json"),
+        policy=_resolve_policy(options, scaling, base_rate).model_dump(mode="json"),
         reference_profile={},
         training={},
-        booster=booster_text,
-        scorecard=scorecard.to_dict() if options.algorithm == "logistic" else None,
+        booster=fitted.booster_text,
+        scorecard=fitted.scorecard.to_dict() if options.algorithm == "logistic" else None,
     )
     model = ScoringModel(draft)
 
     say("evaluating on the test split")
+    evaluation = _evaluate(model, data, x_all, split, fitted.scorecard, options)
+    train_pd = model.predict_pd(x_all[train_rows])
+    draft.reference_profile = build_reference_profile(
+        data.frame.iloc[train_rows], spec.features, train_pd, scaling.points(train_pd)
+    )
+    draft.training = {
+        "data_sha256": data.data_sha256,
+        "spec_sha256": spec.sha256(),
+        "seed": options.seed,
+        "params": fitted.params,
+        "calibration_method": calibrator.method,
+        "n_fit": len(split.fit),
+        "n_calibration": len(split.valid),
+        "n_test": len(split.test),
+        "base_default_rate": base_rate,
+        "test_metrics": evaluation.metrics,
+        "feature_importance": evaluation.feature_importance,
+    }
+    # ``model`` holds ``draft`` itself, so it sees the profile and lineage filled in above.
+    return TrainingResult(bundle=draft, model=model, evaluation=evaluation, warnings=data.warnings)
+
+
+def _fit_learners(  # noqa: PLR0913 - the steps of one training run, each needed here
+    x_all: npt.NDArray[np.float64],
+    y: npt.NDArray[Any],
+    split: Split,
+    spec: Spec,
+    options: TrainOptions,
+    say: Progress,
+) -> _Fitted:
+    """Fit the WoE scorecard and, for ``lightgbm``, tune (optionally) and train the booster
+    with early stopping on the calibration fold."""
+    names = spec.model_features
+    categorical = [spec.features[n] == "categorical" for n in names]
+    x_fit, x_valid, y_fit, y_valid = (
+        x_all[split.fit],
+        x_all[split.valid],
+        y[split.fit],
+        y[split.valid],
+    )
+    say("fitting the WoE scorecard baseline (optbinning)")
+    scorecard = WoeScorecard(random_state=options.seed).fit(
+        x_fit, y_fit, feature_names=names, categorical=categorical, monotone=spec.monotone
+    )
+    params: dict[str, Any] = dict(spec.lightgbm)
+    if options.algorithm != "lightgbm":
+        return _Fitted(scorecard, None, params, scorecard.decision_function(x_valid))
+    lgb_inputs = LgbmInputs(names, categorical, spec.monotone, options.seed, params)
+    if options.tune_trials > 0:
+        say(f"tuning LightGBM with Optuna ({options.tune_trials} trials max)")
+        params.update(
+            tune_params(
+                x_fit,
+                y_fit,
+                lgb_inputs,
+                n_trials=options.tune_trials,
+                timeout_s=options.tune_timeout_s,
+                on_trial=lambda i, auc: say(f"trial {i}: CV AUC {auc:.4f}"),
+            )
+        )
+        lgb_inputs = LgbmInputs(names, categorical, spec.monotone, options.seed, params)
+    say("training LightGBM")
+    booster = train_booster(x_fit, y_fit, x_valid, y_valid, lgb_inputs)
+    margin_valid = np.asarray(booster.predict(x_valid, raw_score=True), dtype=np.float64)
+    return _Fitted(scorecard, booster.model_to_string(), params, margin_valid)
+
+
+def _evaluate(  # noqa: PLR0913 - the trained model and what it is evaluated on
+    model: ScoringModel,
+    data: TrainingData,
+    x_all: npt.NDArray[np.float64],
+    split: Split,
+    scorecard: WoeScorecard,
+    options: TrainOptions,
+) -> Evaluation:
+    """Test-split evaluation, the monotonicity proof on a sample, the IV table."""
+    spec = model.spec
     evaluation = evaluate_model(
         model,
         data,
@@ -179,26 +233,10 @@ def train_model(
             split.test, size=min(MONOTONE_SAMPLE_ROWS, len(split.test)), replace=False
         )
         evaluation.monotonicity = [
-            c.to_dict() for c in check_monotone(model.booster, x_all[sample], names, spec.monotone)
+            c.to_dict()
+            for c in check_monotone(
+                model.booster, x_all[sample], spec.model_features, spec.monotone
+            )
         ]
     evaluation.iv_table = scorecard.iv_table()
-
-    train_pd = model.predict_pd(x_all[train_rows])
-    draft.reference_profile = build_reference_profile(
-        data.frame.iloc[train_rows], spec.features, train_pd, scaling.points(train_pd)
-    )
-    draft.training = {
-        "data_sha256": data.data_sha256,
-        "spec_sha256": spec.sha256(),
-        "seed": options.seed,
-        "params": params,
-        "calibration_method": calibrator.method,
-        "n_fit": len(split.fit),
-        "n_calibration": len(split.valid),
-        "n_test": len(split.test),
-        "base_default_rate": base_rate,
-        "test_metrics": evaluation.metrics,
-        "feature_importance": evaluation.feature_importance,
-    }
-    # ``model`` holds ``draft`` itself, so it sees the profile and lineage filled in above.
-    return TrainingResult(bundle=draft, model=model, evaluation=evaluation, warnings=data.warnings)
+    return evaluation

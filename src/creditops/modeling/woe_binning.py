@@ -127,7 +127,7 @@ class FeatureBinning:
         return binning
 
 
-def fit_feature_binning(
+def fit_feature_binning(  # noqa: PLR0913 - optbinning's options for one feature
     name: str,
     column: FloatArray,
     y: npt.NDArray[np.int64],

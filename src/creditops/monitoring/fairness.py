@@ -73,7 +73,10 @@ def fairness_in_production(
                 min_group_size=FAIRNESS_MIN_GROUP,
             ).to_dict()
             result["equal_opportunity_ratio"] = eo["equal_opportunity_ratio"]
-        result["drift"] = group_drift(column, spec, groups, window.approved, baseline, config)
+        result["drift"] = []
+        if baseline is not None and baseline.n and column in baseline.inputs.columns:
+            then = (protected_groups(baseline.inputs, spec, column), baseline.approved)
+            result["drift"] = group_drift((groups, window.approved), then, config)
         di = result.get("disparate_impact_ratio")
         if any(g["significant"] for g in result["drift"]) or (
             di is not None and di < config.min_ratio
@@ -89,24 +92,19 @@ def fairness_in_production(
     }
 
 
-def group_drift(
-    column: str,
-    spec: Spec,
-    groups: npt.NDArray[np.str_],
-    approved: npt.NDArray[np.bool_],
-    baseline: DecisionWindow | None,
-    config: FairnessConfig,
-) -> list[dict[str, Any]]:
+Groups = tuple[npt.NDArray[np.str_], npt.NDArray[np.bool_]]  # group label, approved
+
+
+def group_drift(now: Groups, baseline: Groups, config: FairnessConfig) -> list[dict[str, Any]]:
     """Each group's approval rate now against the baseline window, with the z-test
     (z > 0 when the group is approved more often now)."""
-    if baseline is None or baseline.n == 0 or column not in baseline.inputs.columns:
-        return []
-    base_groups = protected_groups(baseline.inputs, spec, column)
+    groups, approved = now
+    base_groups, base_approved = baseline
     out = []
     for group in sorted(set(groups.tolist()) | set(base_groups.tolist())):
-        now, then = groups == group, base_groups == group
-        x_now, n_now = int(approved[now].sum()), int(now.sum())
-        x_then, n_then = int(baseline.approved[then].sum()), int(then.sum())
+        in_now, then = groups == group, base_groups == group
+        x_now, n_now = int(approved[in_now].sum()), int(in_now.sum())
+        x_then, n_then = int(base_approved[then].sum()), int(then.sum())
         z = p = None
         if n_now and n_then:
             z, p = two_proportion_z(x_then, n_then, x_now, n_now)

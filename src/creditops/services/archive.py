@@ -4,6 +4,7 @@ window to CSV or Parquet for analysts, and the retention purge."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,19 +90,25 @@ def _input_columns(
     return dict(sorted(columns.items()))
 
 
-def export_decisions(
-    sessions: sessionmaker[Session],
-    output: Path,
-    fmt: str,
-    since: datetime | None,
-    model: str | None,
-    chunk_size: int = 10_000,
-) -> int:
+@dataclass(frozen=True)
+class ExportRequest:
+    """Which decisions to export (since when, which model), where to, in which format."""
+
+    output: Path
+    fmt: str = "parquet"
+    since: datetime | None = None
+    model: str | None = None
+    chunk_size: int = 10_000
+
+
+def export_decisions(sessions: sessionmaker[Session], request: ExportRequest) -> int:
     """Stream decisions to CSV or Parquet in chunks (bounded memory); returns the row count.
 
     Two passes over the window: the first fixes the input columns and their types, the
     second writes; so a later chunk can never change the file's header or schema.
     """
+    output, fmt, since, model = request.output, request.fmt, request.since, request.model
+    chunk_size = request.chunk_size
     if fmt not in ("csv", "parquet"):
         raise InvalidInputError(f"--format must be csv or parquet; got {fmt!r}", field="format")
     import pyarrow as pa

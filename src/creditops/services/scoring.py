@@ -78,20 +78,24 @@ def score_file(
     )
 
 
-def what_if(
-    ctx: AppContext,
-    name: str,
-    ref: str,
-    cutoffs: Sequence[float] | None,
-    lgd: float = 0.45,
-    exposure_column: str | None = None,
-) -> list[dict[str, float]]:
+@dataclass(frozen=True)
+class WhatIf:
+    """Candidate approve cutoffs (None: the test scores' deciles), the loss given default,
+    and the column holding each applicant's exposure (None: 1 per applicant)."""
+
+    cutoffs: Sequence[float] | None = None
+    lgd: float = 0.45
+    exposure_column: str | None = None
+
+
+def what_if(ctx: AppContext, name: str, ref: str, scenario: WhatIf) -> list[dict[str, float]]:
     """Approval rate, expected and observed bad rate, expected loss at candidate cutoffs.
 
     Computed on the version's stored test split. Expected loss per applicant is
     ``sum(PD * LGD * EAD over approved) / n``, with EAD 1 per applicant unless an exposure
     column is named.
     """
+    cutoffs, lgd, exposure_column = scenario.cutoffs, scenario.lgd, scenario.exposure_column
     if not 0.0 <= lgd <= 1.0:
         raise InvalidInputError(f"--lgd must be in [0, 1]; got {lgd}", field="lgd")
     loaded = load_model(ctx, name, ref)

@@ -18,7 +18,7 @@ from creditops.modeling.bundle import Algorithm
 from creditops.modeling.calibration import CalibrationMethod
 from creditops.modeling.evaluation import Evaluation, json_safe
 from creditops.modeling.training import Progress, TrainingResult, TrainOptions, train_model
-from creditops.registry.records import RegistrationRequest
+from creditops.registry.records import RegisteredVersion, RegistrationRequest
 from creditops.reporting.model_report import ModelReportData, render_model_report
 from creditops.services.context import AppContext, git_commit
 from creditops.services.model_versions import TEST_SET_ARTIFACT
@@ -120,23 +120,28 @@ def evaluation_json(evaluation: Evaluation) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ReportSubject:
+    """What a model report is about: its title, the version and its lineage."""
+
+    title: str
+    name: str
+    version: str | None
+    algorithm: str
+    lineage: dict[str, str]
+
+
 def build_report_data(
-    title: str,
-    name: str,
-    version: str | None,
-    algorithm: str,
-    lineage: dict[str, str],
-    evaluation: Evaluation,
-    **extra: Any,
+    subject: ReportSubject, evaluation: Evaluation, **extra: Any
 ) -> ModelReportData:
     """The report's input from an evaluation (shared by training and validation)."""
     return ModelReportData(
-        title=title,
-        model_name=name,
-        version=version,
+        title=subject.title,
+        model_name=subject.name,
+        version=subject.version,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        algorithm=algorithm,
-        lineage=lineage,
+        algorithm=subject.algorithm,
+        lineage=subject.lineage,
         metrics=evaluation.metrics,
         y_test=evaluation.y_test,
         pd_test=evaluation.pd_test,
@@ -158,6 +163,8 @@ def build_report_data(
 def train_and_register(
     ctx: AppContext, request: TrainRequest, progress: Progress | None = None
 ) -> TrainOutcome:
+    """Read the data, train and evaluate, register the version with its lineage and
+    artefacts, and write its evaluation report."""
     say = progress or (lambda _msg: None)
     spec = load_spec(request.spec_path)
     name = request.name or spec.name
@@ -173,18 +180,7 @@ def train_and_register(
     data = load_training_data(request.data_path, spec, max_dirty_share=max_dirty)
     for warning in data.warnings:
         say(f"warning: {warning}")
-    options = TrainOptions(
-        algorithm=request.algorithm,
-        seed=request.seed if request.seed is not None else defaults.seed,
-        test_share=defaults.test_share,
-        calibration_share=defaults.calibration_share,
-        calibration_method=request.calibration or defaults.calibration_method,  # type: ignore[arg-type]
-        policy=load_policy(request.policy_path) if request.policy_path else None,
-        tune_trials=request.tune_trials,
-        tune_timeout_s=request.tune_timeout_s,
-    )
-    result = train_model(data, spec, options, progress=say)
-    evaluation = result.evaluation
+    result = train_model(data, spec, _options(ctx, request), progress=say)
     lineage = {
         "data_sha256": data.data_sha256,
         "spec_sha256": spec.sha256(),
@@ -195,6 +191,51 @@ def train_and_register(
         "creditops_version": _version(),
     }
     say("registering in MLflow")
+    registered, report = _register(ctx, name, request, result, lineage, say)
+    evaluation = result.evaluation
+    return TrainOutcome(
+        name=name,
+        version=registered.version,
+        run_id=registered.run_id,
+        model_uri=registered.model_uri,
+        tracking_uri=ctx.registry.tracking_uri,
+        bundle_sha256=lineage["bundle_sha256"],
+        metrics=json_safe(evaluation.metrics),
+        baseline_metrics=json_safe(evaluation.baseline_metrics)
+        if evaluation.baseline_metrics
+        else None,
+        uncalibrated_metrics=json_safe(evaluation.uncalibrated_metrics),
+        report=report,
+        warnings=data.warnings,
+    )
+
+
+def _options(ctx: AppContext, request: TrainRequest) -> TrainOptions:
+    """The request's choices over the settings' defaults."""
+    defaults = ctx.settings.training
+    return TrainOptions(
+        algorithm=request.algorithm,
+        seed=request.seed if request.seed is not None else defaults.seed,
+        test_share=defaults.test_share,
+        calibration_share=defaults.calibration_share,
+        calibration_method=request.calibration or defaults.calibration_method,  # type: ignore[arg-type]
+        policy=load_policy(request.policy_path) if request.policy_path else None,
+        tune_trials=request.tune_trials,
+        tune_timeout_s=request.tune_timeout_s,
+    )
+
+
+def _register(  # noqa: PLR0913 - one trained result and where it goes
+    ctx: AppContext,
+    name: str,
+    request: TrainRequest,
+    result: TrainingResult,
+    lineage: dict[str, str],
+    say: Progress,
+) -> tuple[RegisteredVersion, Path]:
+    """Register the bundle with its params, metrics, lineage tags and artefacts (spec,
+    evaluation, test split), then write and attach the evaluation report."""
+    evaluation = result.evaluation
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         bundle_path = work / "bundle.json"
@@ -223,34 +264,13 @@ def train_and_register(
         )
         say("writing the evaluation report")
         report = ctx.reports_dir / name / f"v{registered.version}" / "evaluation.html"
+        title = f"Evaluation report: {name} v{registered.version}"
+        subject = ReportSubject(title, name, registered.version, request.algorithm, lineage)
         render_model_report(
-            build_report_data(
-                f"Evaluation report: {name} v{registered.version}",
-                name,
-                registered.version,
-                request.algorithm,
-                lineage,
-                evaluation,
-                notes=tuple(data.warnings),
-            ),
-            report,
+            build_report_data(subject, evaluation, notes=tuple(result.warnings)), report
         )
         ctx.registry.log_version_artifact(name, registered.version, report, "reports")
-    return TrainOutcome(
-        name=name,
-        version=registered.version,
-        run_id=registered.run_id,
-        model_uri=registered.model_uri,
-        tracking_uri=ctx.registry.tracking_uri,
-        bundle_sha256=bundle_sha,
-        metrics=json_safe(evaluation.metrics),
-        baseline_metrics=json_safe(evaluation.baseline_metrics)
-        if evaluation.baseline_metrics
-        else None,
-        uncalibrated_metrics=json_safe(evaluation.uncalibrated_metrics),
-        report=report,
-        warnings=data.warnings,
-    )
+    return registered, report
 
 
 def _version() -> str:

@@ -24,7 +24,7 @@ from creditops.modeling.metrics import delong_test
 from creditops.reporting.model_report import render_model_report
 from creditops.services.context import AppContext
 from creditops.services.model_versions import load_model, load_test_set
-from creditops.services.training import build_report_data
+from creditops.services.training import ReportSubject, build_report_data
 
 MONOTONE_SAMPLE_ROWS = 200
 
@@ -123,11 +123,13 @@ def validate(
     report = ctx.reports_dir / name / f"v{version}" / f"validation-{profile.name}.html"
     render_model_report(
         build_report_data(
-            f"Validation report: {name} v{version} against gate '{profile.name}'",
-            name,
-            version,
-            candidate.model.algorithm,
-            lineage,
+            ReportSubject(
+                f"Validation report: {name} v{version} against gate '{profile.name}'",
+                name,
+                version,
+                candidate.model.algorithm,
+                lineage,
+            ),
             evaluation,
             gate={
                 "passed": result.passed,

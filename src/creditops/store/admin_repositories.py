@@ -97,7 +97,7 @@ class AuditRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(
+    def add(  # noqa: PLR0913 - the columns of one row
         self,
         actor: str,
         action: str,

@@ -88,7 +88,7 @@ class DecisionLogWriter:
         retry_backoff_s: first retry delay; doubled for each further retry.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the engine and keyword-only tuning of the group commit
         self,
         engine: Engine,
         *,

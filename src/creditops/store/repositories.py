@@ -234,7 +234,7 @@ class ReviewRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(
+    def add(  # noqa: PLR0913 - the columns of one row
         self,
         decision_id: str,
         final_decision: str,

@@ -22,6 +22,7 @@ from creditops.monitoring.drift.data import (
     DriftResult,
     FeatureType,
     Measured,
+    NumericBins,
     Rule,
     check_frame,
     finalise,
@@ -133,10 +134,8 @@ def _binned_numeric(
         ref_cdf = st.reference_cdf(grid, fp["quantiles"], edges, ref_bins.tolist())
         comparison = st.binned_compare(grid, ref_cdf, n_ref, counts)
     cur_bins = st.regroup(grid, counts.counts, edges)
-    ref = (ref_bins, int(fp["missing"]))
-    return measure_numeric(
-        name, rule, edges, ref, (cur_bins, counts.missing), comparison, float(fp.get("std", 0.0))
-    )
+    binned = NumericBins(edges, (ref_bins, int(fp["missing"])), (cur_bins, counts.missing))
+    return measure_numeric(name, rule, binned, comparison, float(fp.get("std", 0.0)))
 
 
 def drift_from_profile(

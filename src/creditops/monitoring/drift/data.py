@@ -384,22 +384,33 @@ def bin_shares(labels: list[str], ref: npt.ArrayLike, cur: npt.ArrayLike) -> tup
     return tuple(BinShare(b, float(x), float(y)) for b, x, y in zip(labels, p, q, strict=True))
 
 
+@dataclass(frozen=True)
+class NumericBins:
+    """A numeric feature's frozen PSI bins (inner ``edges``) and the reference's and the
+    current window's (counts per bin, number missing) in them."""
+
+    edges: Iterable[float]
+    reference: tuple[st.IntArray, int]
+    current: tuple[st.IntArray, int]
+
+
 def measure_numeric(
     feature: str,
     rule: Rule,
-    edges: Iterable[float],
-    ref: tuple[st.IntArray, int],
-    cur: tuple[st.IntArray, int],
+    binned: NumericBins,
     comparison: st.NumericComparison | None,
     std: float,
 ) -> Measured:
+    """Measure a numeric feature from its bins and, when both sides have values, its
+    two-sample comparison; ``std`` is the reference's (for Wasserstein / std)."""
+    ref, cur = binned.reference, binned.current
     ref_vec, cur_vec = np.append(ref[0], ref[1]), np.append(cur[0], cur[1])
     return Measured(
         feature=feature,
         kind="numeric",
         rule=rule,
         psi=st.psi(ref_vec, cur_vec),
-        bins=bin_shares([*bin_labels(edges), MISSING_BIN], ref_vec, cur_vec),
+        bins=bin_shares([*bin_labels(binned.edges), MISSING_BIN], ref_vec, cur_vec),
         counts=(int(ref[0].sum()), int(cur[0].sum()), int(ref[1]), int(cur[1])),
         comparison=comparison,
         std=std,

@@ -21,6 +21,7 @@ from creditops.monitoring.drift.data import (
     DriftConfig,
     DriftResult,
     Measured,
+    NumericBins,
     check_frame,
     finalise,
     measure_categorical,
@@ -112,9 +113,7 @@ def data_drift_exact(
                 measure_numeric(
                     name,
                     rule,
-                    ref.edges,
-                    (ref.bins, ref.missing),
-                    (bins, missing),
+                    NumericBins(ref.edges, (ref.bins, ref.missing), (bins, missing)),
                     comparison,
                     ref.std,
                 )
