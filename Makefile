@@ -40,12 +40,15 @@ model-validation: install
 
 ## The whole test suite: lint, types, ops checks, the model validation stage, tests with an
 ## 80% coverage gate. CI runs exactly this.
+## "No tests collected" (pytest's exit code 5) is a failure: a suite that ran nothing proves
+## nothing.
 test: lint typecheck ops-check model-validation
 	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=term --cov-report=xml --cov-fail-under=80; rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; rc=0; fi; exit $$rc
+	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
 
+## The fast tests only (code, data and model checks need no servers).
 unit: install
-	$(BIN)/pytest -m unit -q
+	$(BIN)/pytest -m "unit or data" -q
 
 clean:
 	rm -rf .creditops .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage

@@ -8,7 +8,7 @@
 #   - Dockerfile: hadolint
 #   - shell scripts under deploy/ and scripts/: the shell linter
 #   - Python helpers under deploy/ and scripts/: ruff, mypy (not covered by `make lint`)
-#   - docs/operations.md's configuration reference is current (gen_settings_doc.py --check)
+#   - docs/configuration.md (the configuration reference) is current (gen_settings_doc.py --check)
 #   - src/: bandit (prints every finding; fails on medium or high severity)
 #   - the project's virtual environment: pip-audit (if its vulnerability service answers)
 #
@@ -176,7 +176,7 @@ else
   skip "ruff/mypy on the helpers (no .venv: run make install)"
 fi
 
-step "configuration reference in docs/operations.md"
+step "configuration reference in docs/configuration.md"
 if [ -x "$VENV_PY" ]; then
   run_check "settings doc current" "$VENV_PY" scripts/gen_settings_doc.py --check
 else

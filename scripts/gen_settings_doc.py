@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Generate the configuration reference of docs/operations.md from the settings classes.
+"""Generate the configuration reference, docs/configuration.md, from the settings classes.
 
 The tables are written between the markers ``<!-- settings:begin -->`` and
 ``<!-- settings:end -->``; everything else in the file is left alone. One table per section
 (the root settings, then each nested section), one row per setting with its environment
 variable, type, default and description (the field's own ``description``, plus its bounds).
 
-    .venv/bin/python scripts/gen_settings_doc.py           # rewrite docs/operations.md
+    .venv/bin/python scripts/gen_settings_doc.py           # rewrite docs/configuration.md
     .venv/bin/python scripts/gen_settings_doc.py --check   # exit 1 if it is out of date
     .venv/bin/python scripts/gen_settings_doc.py --stdout  # print the tables only
 
@@ -32,7 +32,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "operations.md"
+DOC = ROOT / "docs" / "configuration.md"
 BEGIN = "<!-- settings:begin -->"
 END = "<!-- settings:end -->"
 PREFIX = "CREDITOPS_"

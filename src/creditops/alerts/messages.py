@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from creditops.alerts.episodes import Notification, Resolution, iso_or_none
+from creditops.alerts.episodes import Notification, Resolution
 
 MAX_DETAIL_LINES = 25
 
@@ -228,12 +228,12 @@ def generic_payload(n: Notification) -> dict[str, Any]:
         return {
             "status": "resolved",
             **common,
-            "started_at": iso_or_none(n.started_at),
-            "resolved_at": iso_or_none(n.resolved_at),
+            "started_at": n.started_at.isoformat(),
+            "resolved_at": n.resolved_at.isoformat(),
         }
     return {
         "status": "firing",
         **common,
-        "at": iso_or_none(n.at),
+        "at": n.at.isoformat(),
         "escalated_from": n.escalated_from,
     }

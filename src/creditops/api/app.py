@@ -175,6 +175,7 @@ def _build_state(settings: Settings) -> tuple[ApiState, DecisionLogWriter, Engin
     """Open the database, start nothing yet: the state every route reaches, the decision log
     writer (started by the lifespan) and the engine (disposed by it)."""
     ctx = AppContext(settings)
+    ctx.alert_dispatcher  # noqa: B018 - build the alert channels now: a bad one fails start-up
     engine = create_db_engine(settings.database)
     ensure_current(settings.database)
     sessions = session_factory(engine)
