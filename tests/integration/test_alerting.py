@@ -676,21 +676,26 @@ def test_webhook_retries_are_bounded_in_time(hook: Hook) -> None:
     assert 1 < result.attempts < 10
 
 
+def _unreachable_email() -> EmailSender:
+    """An SMTP sender to a port nobody listens on."""
+    return EmailSender(
+        EmailSettings(
+            host=HOST,
+            port=free_port(),
+            from_addr="a@b.test",
+            to_addrs=["c@d.test"],
+            use_tls=False,
+            timeout_s=2,
+        )
+    )
+
+
 @pytest.mark.integration
 def test_failing_channels_do_not_stop_the_others(
     hook: Hook, caplog: pytest.LogCaptureFixture
 ) -> None:
     senders: list[AlertSender] = [
-        EmailSender(
-            EmailSettings(
-                host=HOST,
-                port=free_port(),
-                from_addr="a@b.test",
-                to_addrs=["c@d.test"],
-                use_tls=False,
-                timeout_s=2,
-            )
-        ),
+        _unreachable_email(),
         WebhookSender(
             f"http://{HOST}:{free_port()}/nobody",
             retry=RetryPolicy(max_attempts=2, backoff_s=0.01),
@@ -752,19 +757,7 @@ def test_drift_episode_end_to_end(smtp: SmtpServer, hook: Hook) -> None:
 
 @pytest.mark.integration
 def test_undelivered_alert_is_not_recorded_and_is_retried(smtp: SmtpServer) -> None:
-    down = AlertDispatcher(
-        [
-            EmailSender(
-                EmailSettings(
-                    host=HOST,
-                    port=free_port(),
-                    from_addr="a@b.test",
-                    to_addrs=["c@d.test"],
-                    use_tls=False,
-                )
-            )
-        ]
-    )
+    down = AlertDispatcher([_unreachable_email()])
     tracker = AlertTracker()
     first = track_and_notify(tracker, down, make_alert(hours(0)), "warning")
     assert first.action.kind is F and not first.recorded

@@ -91,7 +91,7 @@ class AlertDispatcher:
 
 
 # -- building from settings ---------------------------------------------------------------
-def build_sender(settings: AlertSettings, channel: str) -> AlertSender:
+def _build_sender(settings: AlertSettings, channel: str) -> AlertSender:
     """The sender of one channel; :class:`ConfigError` when it is not configured."""
     if channel not in CHANNELS:
         raise InvalidInputError(
@@ -141,7 +141,7 @@ def build_dispatcher(settings: AlertSettings) -> AlertDispatcher:
     """A dispatcher over the selected channels (none when alerts are disabled)."""
     if not settings.enabled:
         return AlertDispatcher([])
-    return AlertDispatcher([build_sender(settings, c) for c in settings.channels])
+    return AlertDispatcher([_build_sender(settings, c) for c in settings.channels])
 
 
 def build_tracker(settings: AlertSettings, state: dict[str, Any] | None = None) -> AlertTracker:
@@ -160,7 +160,7 @@ def send_test_alert(
     if not settings.enabled:
         raise ConfigError("Alerting is disabled (alerts.enabled = false).", field="enabled")
     channels = [channel] if channel is not None else list(settings.channels)
-    dispatcher = AlertDispatcher([build_sender(settings, c) for c in channels])
+    dispatcher = AlertDispatcher([_build_sender(settings, c) for c in channels])
     now = datetime.now(UTC)
     alert = Alert(
         key=f"{model}:test",

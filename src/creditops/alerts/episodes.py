@@ -219,7 +219,7 @@ class AlertTracker:
         for key, s in sorted(self._states.items()):
             keys[key] = {
                 "level": s.level,
-                "episode_started_at": iso_or_none(s.episode_started_at),
+                "episode_started_at": _iso_or_none(s.episode_started_at),
                 "sent": s.sent,
                 "last_fired": {sev: at.isoformat() for sev, at in sorted(s.last_fired.items())},
             }
@@ -249,7 +249,7 @@ class AlertTracker:
         return tracker
 
 
-def iso_or_none(at: datetime | None) -> str | None:
+def _iso_or_none(at: datetime | None) -> str | None:
     """ISO-8601 text of ``at``; ``None`` stays ``None``."""
     return None if at is None else at.isoformat()
 

@@ -16,12 +16,12 @@ from creditops.alerts.episodes import Notification, Resolution
 MAX_DETAIL_LINES = 25
 
 
-def jsonable(value: Any) -> Any:
+def _jsonable(value: Any) -> Any:
     """A JSON-safe copy: mappings, sequences, ISO times; NaN/inf become None."""
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
+        return [_jsonable(v) for v in value]
     if isinstance(value, datetime):
         return value.isoformat()
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
@@ -34,7 +34,7 @@ def jsonable(value: Any) -> Any:
 
 
 def _fmt_value(value: Any) -> str:
-    value = jsonable(value)
+    value = _jsonable(value)
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list):
@@ -221,7 +221,7 @@ def generic_payload(n: Notification) -> dict[str, Any]:
         "title": n.title,
         "summary": n.summary,
         "message": headline(n),
-        "details": jsonable(n.details),
+        "details": _jsonable(n.details),
         "report_url": n.report_url,
     }
     if isinstance(n, Resolution):

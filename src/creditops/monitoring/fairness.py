@@ -76,7 +76,7 @@ def fairness_in_production(
         result["drift"] = []
         if baseline is not None and baseline.n and column in baseline.inputs.columns:
             then = (protected_groups(baseline.inputs, spec, column), baseline.approved)
-            result["drift"] = group_drift((groups, window.approved), then, config)
+            result["drift"] = _group_drift((groups, window.approved), then, config)
         di = result.get("disparate_impact_ratio")
         if any(g["significant"] for g in result["drift"]) or (
             di is not None and di < config.min_ratio
@@ -95,7 +95,7 @@ def fairness_in_production(
 Groups = tuple[npt.NDArray[np.str_], npt.NDArray[np.bool_]]  # group label, approved
 
 
-def group_drift(now: Groups, baseline: Groups, config: FairnessConfig) -> list[dict[str, Any]]:
+def _group_drift(now: Groups, baseline: Groups, config: FairnessConfig) -> list[dict[str, Any]]:
     """Each group's approval rate now against the baseline window, with the z-test
     (z > 0 when the group is approved more often now)."""
     groups, approved = now

@@ -5,7 +5,7 @@ many decisions are still unlabelled. "Predicted bad" is a decision other than ap
 in training evaluation (decision 0001).
 
 The check follows the house pattern: configuration (:class:`PerformanceConfig`) ->
-calculation (:func:`window_metrics` over a :class:`LabelledWindow`) -> result (a dict) ->
+calculation (:func:`_window_metrics` over a :class:`LabelledWindow`) -> result (a dict) ->
 condition (a relative drop of a monitored metric above ``max_drop``, against the version's
 validation metrics or against the model's first labelled window, is critical). Reading the
 windows from the decision log is the monitoring service's job.
@@ -57,7 +57,7 @@ class LabelledWindow:
         return int(self.defaulted.size)
 
 
-def window_metrics(window: LabelledWindow) -> dict[str, float | None]:
+def _window_metrics(window: LabelledWindow) -> dict[str, float | None]:
     """AUC needs both classes; the rest are defined for any non-empty window."""
     y = window.defaulted
     if y.size == 0:
@@ -77,7 +77,7 @@ def window_metrics(window: LabelledWindow) -> dict[str, float | None]:
     }
 
 
-def relative_drops(
+def _relative_drops(
     current: Mapping[str, float | None],
     reference: Mapping[str, float | None],
     metrics: Sequence[str],
@@ -102,11 +102,11 @@ def performance_drift(
     first ``config.window`` (the baseline period). The level is ``critical`` when any
     monitored metric dropped by more than ``max_drop`` (relative) against either.
     """
-    current = window_metrics(recent)
-    baseline = window_metrics(first)
+    current = _window_metrics(recent)
+    baseline = _window_metrics(first)
     reference = {k: validation_metrics.get(k) for k in VALIDATION_METRICS}
-    vs_validation = relative_drops(current, reference, config.metrics)
-    vs_baseline = relative_drops(current, baseline, config.metrics)
+    vs_validation = _relative_drops(current, reference, config.metrics)
+    vs_baseline = _relative_drops(current, baseline, config.metrics)
     breaches = sorted(
         {
             name

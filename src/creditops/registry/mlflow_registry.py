@@ -4,11 +4,6 @@
 point callers use. What a version is made of (the run, the bundle, the ``bundle_sha256``
 tag, aliases as stages) and the value types are described in
 :mod:`creditops.registry.records`.
-
-Elsewhere: the input checks in :mod:`creditops.registry.validation`; the MLflow client,
-store set-up and error translation in :mod:`creditops.registry.mlflow_store`; the run of a
-registration in :mod:`creditops.registry.tracking`; verified downloads in
-:mod:`creditops.registry.bundles`.
 """
 
 from __future__ import annotations

@@ -3,12 +3,6 @@
 A creditops model version is a run with the bundle under ``bundle/bundle.json`` plus a
 registered-model version whose source is that ``bundle`` directory and whose
 ``bundle_sha256`` tag is the bundle's identity. Stages are registered-model aliases.
-
-Elsewhere: :class:`~creditops.registry.mlflow_registry.ModelRegistry` (registration, queries
-and aliases) in :mod:`creditops.registry.mlflow_registry`; the input checks in
-:mod:`creditops.registry.validation`; the MLflow client and store set-up in
-:mod:`creditops.registry.mlflow_store`; run logging in :mod:`creditops.registry.tracking`; bundle
-downloads in :mod:`creditops.registry.bundles`.
 """
 
 from __future__ import annotations

@@ -3,10 +3,6 @@
 The run of a registration holds the params, the finite metrics, the bundle under
 ``bundle/bundle.json`` and any further artifacts, each stored at exactly the path asked
 for. Values are cut to MLflow's limits and logged in batches MLflow accepts.
-
-Elsewhere: the registered-model side in :mod:`creditops.registry.mlflow_registry`; the
-client and :meth:`~creditops.registry.mlflow_store.MlflowStore.op` in
-:mod:`creditops.registry.mlflow_store`.
 """
 
 from __future__ import annotations

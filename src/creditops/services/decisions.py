@@ -155,7 +155,7 @@ class DecisionService:
         request_id = request_id or results[0].decision_id
         await self.decision_log.write(
             [
-                decision_record(r, a.features, latency_ms, request_id, key_id)
+                _decision_record(r, a.features, latency_ms, request_id, key_id)
                 for r, a in zip(results, applications, strict=True)
             ]
         )
@@ -202,7 +202,7 @@ class DecisionService:
         return self.controls.set(model, suspended, reason, actor)
 
 
-def decision_record(
+def _decision_record(
     result: DecisionResult,
     inputs: dict[str, Any],
     latency_ms: float,

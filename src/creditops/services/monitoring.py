@@ -116,7 +116,7 @@ class CheckRun:
         the run's time window, or none for a check that is not windowed by time)."""
         self.outcome.results[kind] = result
         window = (self.request.since, self.request.until) if windowed else (None, None)
-        self.outcome.reports[kind] = store_report(self, kind, result, n, window)
+        self.outcome.reports[kind] = _store_report(self, kind, result, n, window)
 
     def alert(self, kind: AlertKind, level: str, message: tuple[str, str], details: Any) -> None:
         """Observe ``level`` for this model's ``kind`` key and send what is due;
@@ -148,7 +148,7 @@ def run_checks(
     outcome.level = worst(*levels)
     outcome.should_retrain = bool(outcome.reasons)
     window = (request.since, request.until)
-    outcome.reports["check"] = store_report(check, "check", outcome.summary(), 0, window)
+    outcome.reports["check"] = _store_report(check, "check", outcome.summary(), 0, window)
     return outcome
 
 
@@ -171,7 +171,7 @@ def _check_drift(check: CheckRun) -> list[Level]:
     model = check.request.model
     _, _, drift_settings = check.ctx.settings.monitor.for_model(model)
     config = drift_config(drift_settings, _importance(check.loaded.model))
-    data, pred, n = data_drift_from_log(check, config)
+    data, pred, n = _data_drift_from_log(check, config)
     check.record("data_drift", data, n)
     check.record("prediction_drift", pred, n)
     if data["level"] == "critical":
@@ -202,7 +202,7 @@ def _check_drift(check: CheckRun) -> list[Level]:
 
 
 @dataclass
-class LogWindow:
+class _LogWindow:
     """A window of the decision log, reduced as it streams by: inputs aggregated into the
     reference profile's bins, scores kept as one float array, approvals counted."""
 
@@ -212,7 +212,7 @@ class LogWindow:
     n: int
 
 
-def _read_window(check: CheckRun) -> LogWindow:
+def _read_window(check: CheckRun) -> _LogWindow:
     model = check.loaded.model
     request = check.request
     accumulator = BinnedAccumulator(model.bundle.reference_profile, list(model.spec.features))
@@ -228,7 +228,7 @@ def _read_window(check: CheckRun) -> LogWindow:
             scores.append(np.fromiter((r.score for r in rows), dtype=np.float64, count=len(rows)))
             accumulator.update(pd.DataFrame([r.inputs for r in rows]))
     joined = np.concatenate(scores) if scores else np.empty(0, dtype=np.float64)
-    return LogWindow(accumulator, joined, approved, n)
+    return _LogWindow(accumulator, joined, approved, n)
 
 
 def reference_approval_rate(model: ScoringModel) -> float:
@@ -240,7 +240,7 @@ def reference_approval_rate(model: ScoringModel) -> float:
     return 1.0 - below
 
 
-def data_drift_from_log(
+def _data_drift_from_log(
     check: CheckRun, config: DriftConfig
 ) -> tuple[dict[str, Any], dict[str, Any], int]:
     """(data drift, prediction drift, window size) of a logged window against the profile."""
@@ -435,7 +435,7 @@ SUMMARY_KEYS = (
 )
 
 
-def store_report(
+def _store_report(
     check: CheckRun,
     kind: str,
     result: Mapping[str, Any],
@@ -471,7 +471,7 @@ def list_reports(
 ) -> list[dict[str, Any]]:
     with sessions() as session:
         return [
-            report_dict(r, full=False)
+            _report_dict(r, full=False)
             for r in MonitoringReportRepository(session).list(model, kind, limit, offset)
         ]
 
@@ -481,7 +481,7 @@ def get_report(sessions: sessionmaker[Session], report_id: str) -> dict[str, Any
         row = MonitoringReportRepository(session).get(report_id)
         if row is None:
             raise NotFoundError(f"report {report_id!r} does not exist", field="report_id")
-        return report_dict(row, full=True)
+        return _report_dict(row, full=True)
 
 
 @dataclass(frozen=True)
@@ -510,7 +510,7 @@ def latest_results(
     return found
 
 
-def report_dict(row: MonitoringReportRow, *, full: bool) -> dict[str, Any]:
+def _report_dict(row: MonitoringReportRow, *, full: bool) -> dict[str, Any]:
     out = {
         "report_id": row.report_id,
         "model": row.model_name,

@@ -8,15 +8,20 @@ from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
 from creditops.api.deps import AdminKey, ContextDep, DecisionsDep, MetricsDep, ReadScope
+from creditops.api.metrics import ServiceMetrics
 from creditops.api.schemas import (
     ModelControlResponse,
     ModelSummaryResponse,
     SuspendRequest,
     VersionResponse,
 )
+from creditops.domain.access import Principal
+from creditops.services.decisions import DecisionService
 from creditops.services.model_versions import registered_versions
 
 ModelName = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+Switch = tuple[DecisionService, ServiceMetrics]
 
 router = APIRouter(tags=["models"])
 
@@ -57,6 +62,16 @@ async def list_versions(
     ]
 
 
+async def _switch(
+    name: str, suspended: bool, body: SuspendRequest | None, who: Principal, deps: Switch
+) -> ModelControlResponse:
+    decisions, metrics = deps
+    reason = body.reason if body else ""
+    result = await run_in_threadpool(decisions.suspend, name, suspended, reason, who.actor)
+    metrics.suspended.labels(name).set(1 if suspended else 0)
+    return ModelControlResponse(**result)
+
+
 @router.post("/v1/models/{name}/suspend", operation_id="suspend_model")
 async def suspend(
     name: ModelName,
@@ -66,10 +81,7 @@ async def suspend(
     body: SuspendRequest | None = None,
 ) -> ModelControlResponse:
     """Kill switch: route every new decision of this model to review."""
-    reason = body.reason if body else ""
-    result = await run_in_threadpool(decisions.suspend, name, True, reason, principal.actor)
-    metrics.suspended.labels(name).set(1)
-    return ModelControlResponse(**result)
+    return await _switch(name, True, body, principal, (decisions, metrics))
 
 
 @router.post("/v1/models/{name}/resume", operation_id="resume_model")
@@ -81,7 +93,4 @@ async def resume(
     body: SuspendRequest | None = None,
 ) -> ModelControlResponse:
     """Resume automated decisioning."""
-    reason = body.reason if body else ""
-    result = await run_in_threadpool(decisions.suspend, name, False, reason, principal.actor)
-    metrics.suspended.labels(name).set(0)
-    return ModelControlResponse(**result)
+    return await _switch(name, False, body, principal, (decisions, metrics))
