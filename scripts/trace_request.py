@@ -158,7 +158,7 @@ def trace_drift_request(home: Path) -> Trace:
             active.clear()
     finally:
         sys.setprofile(None)
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
     response.raise_for_status()
     return trace
 
