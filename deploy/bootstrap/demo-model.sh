@@ -20,4 +20,14 @@ if ! creditops validate --name "$name" --version "$version" --profile "$data/gat
   exit 1
 fi
 creditops models promote --name "$name" --version "$version" --to production
+
+# /metrics needs a key with scope monitor (CREDITOPS_SERVE__METRICS_PUBLIC=false): one for
+# Prometheus, in the volume its scrape job reads (deploy/prometheus/prometheus.yml).
+secrets="${SCRAPE_SECRETS_DIR:-/run/scrape-secrets}"
+if [ -d "$secrets" ] && [ ! -s "$secrets/api-key" ]; then
+  echo "== creating the API key Prometheus scrapes with"
+  creditops keys create --name prometheus --scopes monitor --json \
+    | python -c "import json,sys; print(json.load(sys.stdin)['key'])" > "$secrets/api-key"
+  chmod 0444 "$secrets/api-key"  # read by the prometheus user of its own container
+fi
 echo "== $name version $version is in production; restart the api to serve a new model name"

@@ -291,6 +291,13 @@ cli_operations.register(app)  # after the commands above, so `--help` lists them
 
 
 def main() -> None:
+    """The ``creditops`` console script. Everything it creates (the service database, the
+    MLflow store and artefacts, reports, exports) is readable by its owner only."""
+    import os
+
+    from creditops.services.context import OWNER_ONLY_UMASK
+
+    os.umask(OWNER_ONLY_UMASK)
     app()
 
 

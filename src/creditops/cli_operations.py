@@ -24,6 +24,7 @@ from creditops.cli_support import (
     sessions,
 )
 from creditops.errors import InvalidInputError
+from creditops.services.context import make_home_private
 from creditops.settings import get_settings
 
 keys_app = typer.Typer(help="API keys for the decision service.", no_args_is_help=True)
@@ -49,7 +50,7 @@ def db_upgrade(
     from creditops.store.migrations_api import current_revision, upgrade_database
 
     settings = get_settings()
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    make_home_private(settings)
     run(lambda: upgrade_database(settings.database, revision))
     out.print(f"database at revision {current_revision(settings.database)}")
 
@@ -134,11 +135,14 @@ def decisions_export(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     since: Annotated[str | None, typer.Option(help="e.g. 24h, 7d or 2026-11-01.")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
 ) -> None:
-    """One row per decision, with reasons and inputs, for analysts."""
+    """One row per decision, with reasons and inputs, for analysts. The file appears whole
+    or not at all; in CSV, text a spreadsheet would run as a formula starts with '."""
     from creditops.services.archive import ExportRequest, export_decisions
 
-    request = ExportRequest(output, fmt, run(lambda: parse_since(since)), model)
+    since_at = run(lambda: parse_since(since))
+    request = ExportRequest(output, fmt, since_at, model, force=force)
     rows = run(lambda: export_decisions(sessions(), request))
     out.print(f"exported {rows} decisions to {output}")
 
@@ -155,8 +159,6 @@ def decisions_purge(
     from creditops.services.archive import purge_decisions
 
     days = retention_days if retention_days is not None else get_settings().serve.retention_days
-    if days < 1:
-        raise fail(InvalidInputError("--retention-days must be at least 1"))
     result = run(lambda: purge_decisions(sessions(), days, cli_actor()))
     if as_json:
         print_json(result)
@@ -178,7 +180,7 @@ def serve(
     from creditops.store.migrations_api import ensure_current
 
     settings = get_settings()
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    make_home_private(settings)
     run(lambda: ensure_current(settings.database))
     n_workers = workers or settings.serve.workers
     os.environ["CREDITOPS_HOME"] = str(settings.home_dir)

@@ -81,11 +81,12 @@ def print_json(payload: object) -> None:
 
 
 def sessions() -> Any:
+    from creditops.services.context import make_home_private
     from creditops.store.engine import create_db_engine, session_factory
     from creditops.store.migrations_api import ensure_current
 
     settings = get_settings()
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    make_home_private(settings)
     ensure_current(settings.database)
     return session_factory(create_db_engine(settings.database))
 

@@ -95,8 +95,26 @@ class ServeSettings(BaseModel):
         description="How often each worker checks the production alias and swaps in a new "
         "version (0 = never).",
     )
+    slow_threads: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Threads for the slow work the API does on request (monitoring checks, "
+        "test alerts), apart from the request thread pool so it cannot starve key "
+        "look-ups, feedback or readiness.",
+    )
+    slow_queue: int = Field(
+        default=16,
+        ge=0,
+        le=10_000,
+        description="Slow requests that may wait for one of those threads; more are "
+        "refused at once with 503 busy and Retry-After.",
+    )
     retention_days: int = Field(
-        default=762, ge=1, description="Decision records kept this long (default 25 months)."
+        default=762,
+        ge=1,
+        le=36_600,
+        description="Decision records kept this long (default 25 months).",
     )
     log_batch_max: int = Field(default=512, ge=1, description="Group commit: most records.")
     log_batch_wait_ms: float = Field(

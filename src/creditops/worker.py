@@ -25,7 +25,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.errors import CreditopsError
-from creditops.services.context import AppContext
+from creditops.services.context import AppContext, make_home_private
 from creditops.services.monitoring import CheckRequest, run_checks
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
@@ -131,7 +131,7 @@ def run_tick(
 
 def run_worker(settings: Settings, *, once: bool = False) -> None:
     """Run until SIGTERM/SIGINT (or one tick with ``once``)."""
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    make_home_private(settings)
     ensure_current(settings.database)
     engine = create_db_engine(settings.database)
     sessions = session_factory(engine)

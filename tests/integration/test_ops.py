@@ -278,9 +278,15 @@ def test_promtool(check: str, tmp_path: Path) -> None:
     elif check == "test-rules":
         args = ["test", "rules", str(RULE_TESTS)]
     else:
-        # The config names the rules by their path in the container; check a copy pointing
-        # at the repository's rules (so the rules are loaded as part of the config check).
-        config = PROM_CONFIG.read_text().replace("/etc/prometheus/rules/", f"{RULES.parent}/")
+        # The config names the rules and the scrape key by their paths in the container;
+        # check a copy pointing at the repository's rules (so the rules are loaded as part
+        # of the config check) and at a stand-in key.
+        (tmp_path / "api-key").write_text("stand-in key\n")
+        config = (
+            PROM_CONFIG.read_text()
+            .replace("/etc/prometheus/rules/", f"{RULES.parent}/")
+            .replace("/etc/prometheus/secrets/api-key", str(tmp_path / "api-key"))
+        )
         (tmp_path / "prometheus.yml").write_text(config)
         args = ["check", "config", str(tmp_path / "prometheus.yml")]
     done = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)

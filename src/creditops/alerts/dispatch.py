@@ -122,7 +122,13 @@ def _build_sender(settings: AlertSettings, channel: str) -> AlertSender:
         backoff_s=settings.retry_backoff_s,
         max_total_s=settings.max_total_s,
     )
-    return WebhookSender(url.get_secret_value(), flavor, retry=retry, headers=headers)
+    return WebhookSender(
+        url.get_secret_value(),
+        flavor,
+        retry=retry,
+        headers=headers,
+        allow_private_targets=settings.allow_private_targets,
+    )
 
 
 def _email_sender(settings: AlertSettings) -> EmailSender:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import smtplib
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from creditops.alerts.messages import (
     teams_payload,
     text_body,
 )
-from creditops.alerts.settings import EmailSettings
+from creditops.alerts.settings import EmailSettings, forbidden_target
 from creditops.errors import ConfigError, CreditopsError
 
 if TYPE_CHECKING:  # httpx is imported when a webhook is sent: importing senders stays cheap
@@ -174,6 +175,7 @@ class WebhookSender:
         *,
         retry: RetryPolicy | None = None,
         headers: dict[str, str] | None = None,
+        allow_private_targets: bool = False,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -184,6 +186,7 @@ class WebhookSender:
         self.channel: str = "webhook" if flavor == "generic" else flavor
         self.retry = retry or RetryPolicy()
         self._headers = {"User-Agent": "creditops-alerts", **(headers or {})}
+        self._allow_private = allow_private_targets
 
     def payload(self, notification: Notification) -> dict[str, Any]:
         if self.flavor == "slack":
@@ -192,9 +195,26 @@ class WebhookSender:
             return teams_payload(notification)
         return generic_payload(notification)
 
+    def _check_target(self) -> None:
+        """Refuse a host that is, or resolves to, an address webhooks must not reach (see
+        :func:`~creditops.alerts.settings.forbidden_target`)."""
+        if self._allow_private:
+            return
+        why = forbidden_target(self._host)
+        if why is None:
+            try:
+                infos = socket.getaddrinfo(self._host, None, proto=socket.IPPROTO_TCP)
+            except OSError:
+                return  # unresolvable: the request fails with a connect error and is retried
+            addresses = {str(info[4][0]) for info in infos}
+            why = next((w for w in map(forbidden_target, sorted(addresses)) if w), None)
+        if why:
+            raise DeliveryError(f"webhook {self._host}: refused, it points at {why}")
+
     def send(self, notification: Notification) -> int:
         import httpx
 
+        self._check_target()
         body = json.dumps(self.payload(notification), allow_nan=False).encode()
         headers = {**self._headers, "Content-Type": "application/json"}
         retry = self.retry

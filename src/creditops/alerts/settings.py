@@ -73,6 +73,8 @@ def _split_list(value: Any) -> Any:
 
 
 def _check_address(value: str) -> str:
+    if any(c in value for c in "\r\n\x00"):  # would start a new mail header
+        raise ValueError("an e-mail address must not contain line breaks")
     _, addr = parseaddr(value)
     if "@" not in addr or addr.startswith("@") or addr.endswith("@"):
         raise ValueError(f"{value!r} is not an e-mail address")
@@ -147,6 +149,55 @@ class EmailSettings(BaseModel):
         return bool(self.host and self.to_addrs)
 
 
+# Cloud metadata services: a webhook aimed at one would hand the service's credentials to
+# whoever wrote the URL (server-side request forgery).
+METADATA_HOSTS = frozenset(
+    {
+        "metadata.google.internal",
+        "metadata",
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "100.100.100.200",
+        "169.254.170.2",
+    }
+)
+
+
+def forbidden_target(host: str) -> str | None:
+    """Why a webhook must not go to ``host`` (a name or an address), or None.
+
+    Refused: cloud metadata services, link-local, unspecified, multicast and reserved
+    addresses. Loopback and private (RFC 1918, unique local) addresses are allowed: alert
+    receivers often live on an internal network. ``alerts.allow_private_targets`` lifts
+    the refusal (local development against odd set-ups).
+    """
+    name = host.strip("[]").lower().rstrip(".")
+    if name in METADATA_HOSTS:
+        return "a cloud metadata service"
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return None  # a host name: checked again, resolved, when a message is sent
+    if address in _METADATA_ADDRESSES:
+        return "a cloud metadata service"
+    if address.is_loopback:
+        return None
+    for label, bad in (
+        ("a link-local", address.is_link_local),
+        ("an unspecified", address.is_unspecified),
+        ("a multicast", address.is_multicast),
+        ("a reserved", address.is_reserved),
+    ):
+        if bad:
+            return f"{label} address"
+    return None
+
+
+_METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(h) for h in METADATA_HOSTS if h[0].isdigit() or ":" in h
+)
+
+
 def _check_url(value: SecretStr | None) -> SecretStr | None:
     if value is None:
         return None
@@ -187,6 +238,12 @@ class AlertSettings(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=10, description="Webhook attempts.")
     retry_backoff_s: float = Field(default=0.5, ge=0, le=30, description="First retry delay.")
     max_total_s: float = Field(default=30.0, gt=0, le=600, description="Webhook time budget.")
+    allow_private_targets: bool = Field(
+        default=False,
+        description="Let webhooks reach link-local, cloud-metadata, multicast and reserved "
+        "addresses (refused by default: server-side request forgery). Loopback and "
+        "private-network receivers are allowed either way.",
+    )
 
     @field_validator("channels", mode="before")
     @classmethod
@@ -201,6 +258,18 @@ class AlertSettings(BaseModel):
     @classmethod
     def _valid_url(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_url(value)
+
+    @model_validator(mode="after")
+    def _targets_allowed(self) -> AlertSettings:
+        if self.allow_private_targets:
+            return self
+        for name in ("slack_webhook_url", "teams_webhook_url", "webhook_url"):
+            url: SecretStr | None = getattr(self, name)
+            host = urlsplit(url.get_secret_value()).hostname if url else None
+            why = forbidden_target(host) if host else None
+            if why:
+                raise ValueError(f"{name} points at {why}; set allow_private_targets to allow it")
+        return self
 
     @model_validator(mode="after")
     def _selected_are_configured(self) -> AlertSettings:

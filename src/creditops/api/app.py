@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,16 +23,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creditops.api.deps import ApiState
-from creditops.api.fastpath import FastRoute, PredictFastPath
+from creditops.api.fastpath import FastRoute, PredictFastPath, read_body, replay_body
 from creditops.api.metrics import ServiceMetrics, build_metrics
 from creditops.api.monitoring_metrics import MonitoringCollector
+from creditops.api.offload import SlowLane
 from creditops.api.problems import install_problem_handlers, problem
-from creditops.api.routes import feedback, models, monitoring, system
+from creditops.api.routes import feedback, keys, models, monitoring, system
 from creditops.api.routes.predict import model_routes
 from creditops.api.security import Authenticator
 from creditops.errors import CreditopsError
 from creditops.services.access import find_key
-from creditops.services.context import AppContext
+from creditops.services.context import OWNER_ONLY_UMASK, AppContext, make_home_private
 from creditops.services.decisions import DecisionService, ModelControls
 from creditops.services.monitoring import latest_results
 from creditops.services.serving import ModelRouter, load_router, refresh_router
@@ -61,11 +63,11 @@ class EdgeMiddleware:
             return
         started = time.perf_counter()
         status = {"code": 500}
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_body:
-            await self._too_large(scope, receive, send)
+        admitted = await self._admit(scope, receive, send)
+        if admitted is None:
             observe_request(self.metrics, scope, 413, started)
             return
+        receive = admitted
         seen = {"bytes": 0}
 
         async def limited_receive() -> Message:
@@ -87,6 +89,22 @@ class EdgeMiddleware:
             await self._too_large(scope, receive, send)
             status["code"] = 413
         observe_request(self.metrics, scope, status["code"], started)
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """The request's ``receive``, or None when its body is too large (413 answered).
+
+        A declared length is checked up front. A chunked body has none: it is read here,
+        within the limit, so that an oversized one is a 413 and not FastAPI's 400.
+        """
+        declared = _content_length(scope)
+        if declared is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            body, complete, _ = await read_body(receive, self.max_body)
+            if complete:
+                return replay_body(body, receive)
+        elif declared is None or declared <= self.max_body:
+            return receive
+        await self._too_large(scope, receive, send)
+        return None
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(
@@ -174,6 +192,8 @@ def _commit_observer(metrics: ServiceMetrics) -> Callable[[int, float], None]:
 def _build_state(settings: Settings) -> tuple[ApiState, DecisionLogWriter, Engine]:
     """Open the database, start nothing yet: the state every route reaches, the decision log
     writer (started by the lifespan) and the engine (disposed by it)."""
+    os.umask(OWNER_ONLY_UMASK)  # the decision log and everything else: owner only
+    make_home_private(settings)
     ctx = AppContext(settings)
     ctx.alert_dispatcher  # noqa: B018 - build the alert channels now: a bad one fails start-up
     engine = create_db_engine(settings.database)
@@ -207,6 +227,7 @@ def _build_state(settings: Settings) -> tuple[ApiState, DecisionLogWriter, Engin
         decisions=decisions,
         metrics=metrics,
         check_database=partial(check_database, engine),
+        slow=SlowLane(settings.serve.slow_threads, settings.serve.slow_queue),
     )
     metrics.add_collector(
         MonitoringCollector(lambda: latest_results(readonly, decisions.router.names()))
@@ -251,7 +272,7 @@ def create_app(settings: Settings | None = None) -> DecisionServiceApp:
         app.include_router(routes)
         fast_routes += fast
     _export_model_info(metrics, router)
-    for resource in (models.router, feedback.router, monitoring.router):
+    for resource in (models.router, feedback.router, monitoring.router, keys.router):
         app.include_router(resource)
     if settings.serve.fast_path:
         app.fast_path = PredictFastPath(

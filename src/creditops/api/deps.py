@@ -14,10 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.api.metrics import ServiceMetrics
+from creditops.api.offload import SlowLane
 from creditops.api.problems import ApiProblemError
 from creditops.api.security import Authenticator
 from creditops.domain.access import Principal
@@ -37,6 +38,11 @@ class ApiState:
     decisions: DecisionService
     metrics: ServiceMetrics
     check_database: Callable[[], None]  # raises a CreditopsError when unreachable
+    slow: SlowLane  # checks and test alerts: bounded, apart from the request thread pool
+
+
+# Paging offsets beyond this are refused (422) instead of reaching SQL, where 2**63 fails.
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Rows to skip.")]
 
 
 def get_state(request: Request) -> ApiState:
@@ -64,12 +70,17 @@ def get_metrics(request: Request) -> ServiceMetrics:
     return get_state(request).metrics
 
 
+def get_slow_lane(request: Request) -> SlowLane:
+    return get_state(request).slow
+
+
 StateDep = Annotated[ApiState, Depends(get_state)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ContextDep = Annotated[AppContext, Depends(get_context)]
 SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
 DecisionsDep = Annotated[DecisionService, Depends(get_decisions)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+SlowLaneDep = Annotated[SlowLane, Depends(get_slow_lane)]
 
 
 def scope(name: str) -> Callable[[Request], Awaitable[Principal]]:
@@ -106,6 +117,7 @@ AdminKey = Annotated[Principal, Depends(admin_scope)]
 
 ReadScope = Depends(read_scope)
 MonitorScope = Depends(monitor_scope)
+AdminScope = Depends(admin_scope)
 
 
 async def metrics_access(request: Request) -> None:

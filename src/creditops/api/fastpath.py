@@ -75,17 +75,17 @@ class PredictFastPath:
     ) -> None:
         """Serve the request, or pass it to ``app`` (the full stack) with its body replayed."""
         started = time.perf_counter()
-        body, complete, more = await _read_body(receive, self.max_body)
+        body, complete, more = await read_body(receive, self.max_body)
         if not complete:  # too large, or the client left: the full stack answers
             self.passed_on += 1
-            await app(scope, _replay(body, receive, more=more), send)
+            await app(scope, replay_body(body, receive, more=more), send)
             return
         request = Request(scope, receive)
         principal = await self._principal(request, route)
         parsed = _parse(route, request, body) if principal is not None else None
         if principal is None or parsed is None:
             self.passed_on += 1
-            await app(scope, _replay(body, receive), send)
+            await app(scope, replay_body(body, receive), send)
             return
         self.served += 1
         scope["route"] = route.route
@@ -125,7 +125,7 @@ def _parse(route: FastRoute, request: Request, body: bytes) -> Any | None:
         return None
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool, bool]:
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, bool, bool]:
     """(body read so far, whether it is complete, whether more body is still to come).
 
     Reading stops as soon as the body exceeds ``limit``; the full stack then answers 413.
@@ -146,7 +146,7 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool, bool]:
             return b"".join(chunks), True, False
 
 
-def _replay(body: bytes, receive: Receive, *, more: bool = False) -> Receive:
+def replay_body(body: bytes, receive: Receive, *, more: bool = False) -> Receive:
     """A ``receive`` that gives the app the body read so far, then the real channel."""
     sent = False
 

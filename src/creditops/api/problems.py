@@ -19,17 +19,34 @@ from creditops.errors import (
 
 log = logging.getLogger("creditops.api")
 PROBLEM = "application/problem+json"
+# What a client is told of a failure on the server's side (the details are logged).
+SERVER_SIDE = {
+    "decision_log_failed": "The decisions could not be stored, so none was returned; "
+    "nothing was decided. Retry the request.",
+    "store_unavailable": "The service database is unavailable; retry later.",
+    "integrity_error": "A stored artefact failed its integrity check and was not used.",
+    "": "An internal error occurred; it has been logged.",
+}
 
 
 class ApiProblemError(Exception):
     """An HTTP-level refusal raised inside ``api/`` (auth, size limits, conflicts)."""
 
-    def __init__(self, status: int, code: str, detail: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
         self.field = field
+        self.headers = headers
 
 
 def problem(
@@ -118,7 +135,7 @@ def install_problem_handlers(app: FastAPI, on_error: Any = None) -> None:
     async def _api_problem(_: Request, exc: ApiProblemError) -> JSONResponse:
         count(exc.code)
         errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
         return problem(exc.status, exc.code, exc.detail, errors=errors, headers=headers)
 
     @app.exception_handler(CreditopsError)
@@ -126,7 +143,9 @@ def install_problem_handlers(app: FastAPI, on_error: Any = None) -> None:
         status = status_for(exc)
         count(exc.code)
         if status >= 500:
-            log.error("request failed: %s", exc.message)
+            # The message may carry a driver's error text: it goes to the log, not the client.
+            log.error("request failed: %s: %s", exc.code, exc.message)
+            return problem(status, exc.code, SERVER_SIDE.get(exc.code, SERVER_SIDE[""]))
         errors = [{"field": exc.field, "message": exc.message}] if exc.field else None
         return problem(status, exc.code, exc.message, errors=errors)
 

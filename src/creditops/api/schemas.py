@@ -3,7 +3,7 @@ so /docs shows each served model's real feature names and types."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -11,12 +11,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
     create_model,
 )
 
+from creditops.domain.windows import aware_utc, parse_since
+from creditops.errors import InvalidInputError
 from creditops.features.spec import Spec
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -42,17 +45,33 @@ FeatureText = Annotated[Text, Field(max_length=256)]
 
 
 def _aware_utc(value: datetime | None) -> datetime | None:
-    """Naive times are taken as UTC; times outside 1900-9999 are refused."""
+    """Naive times are taken as UTC; times outside 1900-9998 are refused."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    if not 1900 <= value.year <= 9998:
-        raise ValueError("must be a time between the years 1900 and 9998")
     try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of range") from None
+        return aware_utc(value, field="time")
+    except InvalidInputError as exc:
+        raise ValueError(exc.message.removeprefix("time ")) from None
+
+
+def _window_start(value: str | None) -> str | None:
+    """A window start the service can parse (a duration like 24h or an ISO time)."""
+    if value is not None:
+        try:
+            parse_since(value)
+        except InvalidInputError as exc:
+            raise ValueError(exc.message) from None
+    return value
+
+
+AwareTime = Annotated[datetime | None, AfterValidator(_aware_utc)]
+WindowStart = Annotated[
+    str | None,
+    Field(
+        max_length=64, description="Window start: a duration like 24h, 7d, 30m, 2w or an ISO time."
+    ),
+    AfterValidator(_window_start),
+]
 
 
 def _feature_field(spec: Spec, name: str) -> tuple[Any, Any]:
@@ -147,8 +166,8 @@ class FeedbackItem(BaseModel):
 
     decision_id: Text | None = Field(default=None, max_length=64)
     application_id: Text | None = Field(default=None, max_length=128)
-    defaulted: bool
-    observed_at: Annotated[datetime | None, AfterValidator(_aware_utc)] = None
+    defaulted: StrictBool = Field(description="true when the applicant defaulted (a JSON boolean)")
+    observed_at: AwareTime = None
 
 
 class FeedbackRequest(BaseModel):

@@ -88,8 +88,16 @@ class Authenticator:
         future.set_result(found)
         return found
 
-    def forget(self) -> None:
-        self._cache.clear()
+    def forget(self, key_id: str | None = None) -> None:
+        """Drop the cached look-ups of one key (all keys with None): a key revoked through
+        the API stops working in this process at once, in the others within the cache
+        period."""
+        if key_id is None:
+            self._cache.clear()
+            return
+        for digest, (_, found) in list(self._cache.items()):
+            if found is not None and found.key_id == key_id:
+                del self._cache[digest]
 
 
 def _presented_key(request: Request) -> str | None:

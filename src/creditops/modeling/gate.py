@@ -61,7 +61,8 @@ class ChampionRule(BaseModel):
 class GateProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    # The name becomes part of a report's file name: the model-name pattern, no path.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     description: str = ""
     metrics: MetricThresholds = Field(default_factory=MetricThresholds)
     fairness: FairnessThresholds = Field(default_factory=FairnessThresholds)

@@ -11,7 +11,8 @@ windows from the decision log is the monitoring service's job.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from creditops.features.spec import Spec
-from creditops.modeling.fairness import FAIRNESS_MIN_GROUP, compute_fairness, protected_groups
+from creditops.modeling.fairness import (
+    FAIRNESS_MIN_GROUP,
+    MISSING,
+    compute_fairness,
+    protected_groups,
+)
 from creditops.monitoring.drift.statistics import two_proportion_z
 
 
@@ -37,10 +43,26 @@ class DecisionWindow:
         return len(self.approved)
 
 
+OTHER_GROUP = "other"
+
+
 @dataclass(frozen=True)
 class FairnessConfig:
+    """``known_groups``: per categorical protected attribute, the categories seen in
+    training; any other value a caller sent is counted as ``other``, so group labels (in
+    stored results and in Prometheus) stay a closed set."""
+
     alpha: float = 0.05
     min_ratio: float = 0.8
+    known_groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def groups_of(self, frame: pd.DataFrame, spec: Spec, column: str) -> npt.NDArray[np.str_]:
+        groups = protected_groups(frame, spec, column)
+        known = self.known_groups.get(column)
+        if known is None:
+            return groups
+        allowed = np.isin(groups, [*known, MISSING])
+        return np.where(allowed, groups, OTHER_GROUP)
 
 
 def fairness_in_production(
@@ -60,7 +82,7 @@ def fairness_in_production(
     for column in spec.protected:
         if column not in window.inputs.columns:
             continue
-        groups = protected_groups(window.inputs, spec, column)
+        groups = config.groups_of(window.inputs, spec, column)
         result = compute_fairness(
             column, groups, window.approved, min_group_size=FAIRNESS_MIN_GROUP
         ).to_dict()
@@ -75,7 +97,7 @@ def fairness_in_production(
             result["equal_opportunity_ratio"] = eo["equal_opportunity_ratio"]
         result["drift"] = []
         if baseline is not None and baseline.n and column in baseline.inputs.columns:
-            then = (protected_groups(baseline.inputs, spec, column), baseline.approved)
+            then = (config.groups_of(baseline.inputs, spec, column), baseline.approved)
             result["drift"] = _group_drift((groups, window.approved), then, config)
         di = result.get("disparate_impact_ratio")
         if any(g["significant"] for g in result["drift"]) or (

@@ -3,6 +3,8 @@ window to CSV or Parquet for analysts, and the retention purge."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -99,54 +101,88 @@ class ExportRequest:
     since: datetime | None = None
     model: str | None = None
     chunk_size: int = 10_000
+    force: bool = False  # replace an existing output file
 
 
 def export_decisions(sessions: sessionmaker[Session], request: ExportRequest) -> int:
     """Stream decisions to CSV or Parquet in chunks (bounded memory); returns the row count.
 
     Two passes over the window: the first fixes the input columns and their types, the
-    second writes; so a later chunk can never change the file's header or schema.
+    second writes; so a later chunk can never change the file's header or schema. The file
+    is written beside ``output`` under a temporary name and renamed over it at the end, so
+    a reader never sees half a file; an existing ``output`` is refused unless ``force``
+    (a symbolic link is replaced, never followed). In CSV, text cells that a spreadsheet
+    would run as a formula are neutralised (:func:`neutralise_formula`).
     """
-    output, fmt, since, model = request.output, request.fmt, request.since, request.model
-    chunk_size = request.chunk_size
+    output, fmt = request.output, request.fmt
     if fmt not in ("csv", "parquet"):
         raise InvalidInputError(f"--format must be csv or parquet; got {fmt!r}", field="format")
+    if output.is_dir():
+        raise InvalidInputError(f"--output {output} is a directory", field="output")
+    if (output.exists() or output.is_symlink()) and not request.force:
+        raise InvalidInputError(
+            f"--output {output} exists; pass --force to replace it", field="output"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    os.close(handle)
+    try:
+        total = _write_export(sessions, request, Path(temporary))
+        os.replace(temporary, output)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return total
+
+
+def _write_export(sessions: sessionmaker[Session], request: ExportRequest, path: Path) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    since, model, chunk_size = request.since, request.model, request.chunk_size
     columns = _input_columns(sessions, since, model, chunk_size)
     names = [
         *_EXPORT_FIELDS,
         *(f"reason_{i}" for i in range(1, 5)),
         *(f"input_{k}" for k in columns),
     ]
-    output.parent.mkdir(parents=True, exist_ok=True)
     total = 0
     writer: Any = None
     schema: Any = None
     with sessions() as session:
         for chunk in DecisionRepository(session).iter_since(since, model, chunk_size):
             frame = pd.DataFrame(list(_export_rows(chunk, columns)), columns=names)
-            if fmt == "csv":
-                frame.to_csv(
-                    output, mode="w" if total == 0 else "a", header=total == 0, index=False
-                )
+            if request.fmt == "csv":
+                frame = frame.map(neutralise_formula)
+                frame.to_csv(path, mode="w" if total == 0 else "a", header=total == 0, index=False)
             else:
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 if writer is None:
                     schema = _parquet_schema(table.schema, columns)
-                    writer = pq.ParquetWriter(output, schema)
+                    writer = pq.ParquetWriter(path, schema)
                 writer.write_table(table.cast(schema))
             total += len(frame)
     if writer is not None:
         writer.close()
     if total == 0:
         empty = pd.DataFrame(columns=names)
-        if fmt == "csv":
-            empty.to_csv(output, index=False)
+        if request.fmt == "csv":
+            empty.to_csv(path, index=False)
         else:
-            empty.astype("string").to_parquet(output, index=False)
+            empty.astype("string").to_parquet(path, index=False)
     return total
+
+
+# A text cell starting with one of these is run as a formula by spreadsheet programs (CSV
+# injection, OWASP); the export prefixes such cells with a single quote, which spreadsheets
+# read as "this is text" and do not show.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(value: Any) -> Any:
+    """``value`` with a leading ``'`` if it is text a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _parquet_schema(inferred: Any, columns: Mapping[str, bool]) -> Any:
@@ -165,9 +201,19 @@ def _parquet_schema(inferred: Any, columns: Mapping[str, bool]) -> Any:
     return pa.schema(fields)
 
 
+MAX_RETENTION_DAYS = 36_600  # about a century
+
+
 def purge_decisions(
     sessions: sessionmaker[Session], retention_days: int, actor: str, now: datetime | None = None
 ) -> dict[str, Any]:
+    """Delete the decisions (and their outcomes and reviews) older than the retention
+    period, with an audit entry; one transaction."""
+    if not 1 <= retention_days <= MAX_RETENTION_DAYS:
+        raise InvalidInputError(
+            f"--retention-days must be between 1 and {MAX_RETENTION_DAYS}; got {retention_days}",
+            field="retention_days",
+        )
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
     with sessions.begin() as session:
         removed = DecisionRepository(session).purge_before(cutoff)

@@ -405,10 +405,23 @@ def _baseline_period(
     return start, min(since, start + timedelta(days=1))
 
 
+def known_groups(model: ScoringModel) -> dict[str, frozenset[str]]:
+    """The training categories of each categorical protected attribute (its profile)."""
+    features = model.bundle.reference_profile.get("features", {})
+    return {
+        column: frozenset(features[column]["categories"])
+        for column in model.spec.protected
+        if features.get(column, {}).get("type") == "categorical"
+    }
+
+
 def _check_fairness(check: CheckRun) -> Level:
     """Approval rates by protected group and their drift; store, alert, level."""
     model = check.request.model
-    config = FairnessConfig(min_ratio=check.ctx.settings.monitor.fairness_min_ratio)
+    config = FairnessConfig(
+        min_ratio=check.ctx.settings.monitor.fairness_min_ratio,
+        known_groups=known_groups(check.loaded.model),
+    )
     fair = production_fairness(check.sessions, check.loaded.model.spec, check.request, config)
     check.record("fairness", fair, fair["n"])
     check.alert(

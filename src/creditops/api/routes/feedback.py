@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from creditops.api.deps import FeedbackKey, MetricsDep, ReadScope, SessionsDep
+from creditops.api.deps import FeedbackKey, MetricsDep, Offset, ReadScope, SessionsDep
 from creditops.api.schemas import (
     FeedbackRequest,
     FeedbackResponse,
@@ -46,7 +46,7 @@ async def record_feedback(
 async def pending_reviews(
     sessions: SessionsDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[LoggedDecisionResponse]:
     """Decisions in the review band still waiting for a reviewer."""
     rows: list[dict[str, Any]] = await run_in_threadpool(

@@ -6,11 +6,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from creditops.api.deps import ContextDep, DecisionsDep, MonitorScope, SessionsDep
+from creditops.api.deps import (
+    ApiState,
+    ContextDep,
+    MonitorScope,
+    Offset,
+    SessionsDep,
+    SlowLaneDep,
+    StateDep,
+)
 from creditops.api.schemas import (
+    AwareTime,
     CheckAndRetrainResponse,
     DeliveryResponse,
     DriftCheckResponse,
@@ -18,12 +27,11 @@ from creditops.api.schemas import (
     PerformanceResponse,
     ReportResponse,
     ReportSummaryResponse,
+    WindowStart,
 )
 from creditops.domain.windows import parse_since
 from creditops.monitoring.performance import PerformanceConfig
 from creditops.services import monitoring
-from creditops.services.context import AppContext
-from creditops.services.decisions import DecisionService
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 ReportId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -35,17 +43,8 @@ class WindowRequest(BaseModel):
     model_config = STRICT
 
     model: str = Field(min_length=1, max_length=64)
-    since: str | None = Field(
-        default=None, description="Window start: a duration like 24h, 7d, 30m or an ISO time."
-    )
-    until: datetime | None = Field(
-        default=None, description="Window end (default: now); UTC if naive."
-    )
-
-    @field_validator("until")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    since: WindowStart = None
+    until: AwareTime = Field(default=None, description="Window end (default: now); UTC if naive.")
 
 
 class PerformanceRequest(BaseModel):
@@ -63,26 +62,20 @@ class AlertTestRequest(BaseModel):
 
 
 async def _run(
-    body: WindowRequest,
-    kinds: tuple[str, ...],
-    ctx: AppContext,
-    decisions: DecisionService,
-    sessions: SessionsDep,
+    body: WindowRequest, kinds: tuple[str, ...], state: ApiState
 ) -> monitoring.CheckOutcome:
-    """Run ``kinds`` on a window of a served model's log, off the event loop."""
-    decisions.check_served(body.model)
-    hours = ctx.settings.monitor.window_hours
+    """Run ``kinds`` on a window of a served model's log, in the API's slow lane."""
+    state.decisions.check_served(body.model)
+    hours = state.settings.monitor.window_hours
     since = parse_since(body.since) if body.since else datetime.now(UTC) - timedelta(hours=hours)
     request = monitoring.CheckRequest(body.model, since, body.until, "api", kinds)
-    return await run_in_threadpool(monitoring.run_checks, ctx, sessions, request)
+    return await state.slow.run(monitoring.run_checks, state.ctx, state.sessions, request)
 
 
 @router.post("/v1/drift/data-drift", operation_id="data_drift")
-async def data_drift(
-    body: WindowRequest, ctx: ContextDep, decisions: DecisionsDep, sessions: SessionsDep
-) -> DriftCheckResponse:
+async def data_drift(body: WindowRequest, state: StateDep) -> DriftCheckResponse:
     """Data and prediction drift of a window of logged decisions against the profile."""
-    outcome = await _run(body, ("data_drift", "prediction_drift"), ctx, decisions, sessions)
+    outcome = await _run(body, ("data_drift", "prediction_drift"), state)
     return DriftCheckResponse(
         **outcome.summary(),
         data_drift=outcome.results["data_drift"],
@@ -91,28 +84,24 @@ async def data_drift(
 
 
 @router.post("/v1/drift/model-performance-drift", operation_id="performance_drift")
-async def performance_drift(
-    body: PerformanceRequest, ctx: ContextDep, decisions: DecisionsDep, sessions: SessionsDep
-) -> PerformanceResponse:
+async def performance_drift(body: PerformanceRequest, state: StateDep) -> PerformanceResponse:
     """Metrics over the latest labelled decisions vs validation and a baseline period."""
-    decisions.check_served(body.model)
-    monitor = ctx.settings.monitor
+    state.decisions.check_served(body.model)
+    monitor = state.settings.monitor
     config = PerformanceConfig(
         window=body.window or monitor.performance_window,
         max_drop=body.max_drop or monitor.max_performance_drop,
     )
-    result = await run_in_threadpool(
-        monitoring.production_performance, ctx, sessions, body.model, config
+    result = await state.slow.run(
+        monitoring.production_performance, state.ctx, state.sessions, body.model, config
     )
     return PerformanceResponse(**result)
 
 
 @router.post("/v1/drift/check-and-retrain", operation_id="check_and_retrain")
-async def check_and_retrain(
-    body: WindowRequest, ctx: ContextDep, decisions: DecisionsDep, sessions: SessionsDep
-) -> CheckAndRetrainResponse:
+async def check_and_retrain(body: WindowRequest, state: StateDep) -> CheckAndRetrainResponse:
     """Every check; says whether retraining should be triggered and why."""
-    outcome = await _run(body, monitoring.ALL_CHECKS, ctx, decisions, sessions)
+    outcome = await _run(body, monitoring.ALL_CHECKS, state)
     return CheckAndRetrainResponse(
         **outcome.summary(),
         results=outcome.results,
@@ -121,11 +110,9 @@ async def check_and_retrain(
 
 
 @router.post("/v1/fairness/analyze", operation_id="analyze_fairness")
-async def analyze_fairness(
-    body: WindowRequest, ctx: ContextDep, decisions: DecisionsDep, sessions: SessionsDep
-) -> FairnessResponse:
+async def analyze_fairness(body: WindowRequest, state: StateDep) -> FairnessResponse:
     """Approval rates by protected group, parity ratios and their drift."""
-    outcome = await _run(body, ("fairness",), ctx, decisions, sessions)
+    outcome = await _run(body, ("fairness",), state)
     return FairnessResponse(**outcome.results["fairness"])
 
 
@@ -135,7 +122,7 @@ async def list_reports(
     model: Annotated[str | None, Query(max_length=64)] = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[ReportSummaryResponse]:
     """Stored check results, newest first."""
     rows = await run_in_threadpool(monitoring.list_reports, sessions, model, kind, limit, offset)
@@ -149,17 +136,17 @@ async def get_report(report_id: ReportId, sessions: SessionsDep) -> ReportRespon
 
 
 @router.post("/v1/drift/test-email", operation_id="test_email")
-async def test_email(ctx: ContextDep) -> list[DeliveryResponse]:
+async def test_email(ctx: ContextDep, slow: SlowLaneDep) -> list[DeliveryResponse]:
     """Send a test alert by e-mail (the channel must be configured)."""
-    results = await run_in_threadpool(monitoring.send_alert_test, ctx, "email")
+    results = await slow.run(monitoring.send_alert_test, ctx, "email")
     return [DeliveryResponse(**r.to_dict()) for r in results]
 
 
 @router.post("/v1/alerts/test", operation_id="test_alerts")
 async def test_alerts(
-    ctx: ContextDep, body: AlertTestRequest | None = None
+    ctx: ContextDep, slow: SlowLaneDep, body: AlertTestRequest | None = None
 ) -> list[DeliveryResponse]:
     """Send a test alert to one channel or to every selected channel."""
     channel = body.channel if body else None
-    results = await run_in_threadpool(monitoring.send_alert_test, ctx, channel)
+    results = await slow.run(monitoring.send_alert_test, ctx, channel)
     return [DeliveryResponse(**r.to_dict()) for r in results]

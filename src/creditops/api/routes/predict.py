@@ -7,6 +7,7 @@ request body is generated from its spec when the app starts (so ``/docs`` shows 
 features), so :func:`model_routes` builds them per served model.
 """
 
+import re
 from typing import Any, Union
 
 import orjson
@@ -64,6 +65,17 @@ def decision_payload(result: DecisionResult) -> dict[str, Any]:
     return payload
 
 
+# What a client may send as X-Request-ID: it is logged with every decision of the request.
+# Anything else (too long, other characters) is replaced by the first decision's id.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+
+
+def request_id(request: Request) -> str | None:
+    """The caller's X-Request-ID when it is a plain id of at most 64 characters."""
+    value = request.headers.get("x-request-id")
+    return value if value is not None and _REQUEST_ID.fullmatch(value) else None
+
+
 def _applications(body: Any) -> list[Application]:
     items = body.applications if hasattr(body, "applications") else [body]
     return [Application(item.application_id, item.features.model_dump()) for item in items]
@@ -81,7 +93,7 @@ def model_routes(
         results = await get_decisions(request).decide(
             name,
             _applications(body),
-            request_id=request.headers.get("x-request-id"),
+            request_id=request_id(request),
             key_id=principal.key_id,
         )
         payloads = [decision_payload(r) for r in results]
