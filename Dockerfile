@@ -10,6 +10,9 @@
 # environment onto a clean python:3.11-slim, runs as an unprivileged user and checks /health.
 # Size budget: under 1 GB (see docs/operations.md, "The image").
 
+# Pin by digest for reproducible builds: `python:3.11-slim-bookworm@sha256:<digest>` (the
+# digest from `docker buildx imagetools inspect python:3.11-slim-bookworm` or `skopeo
+# inspect docker://python:3.11-slim-bookworm`; docs/security.md, "Supply chain").
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ------------------------------------------------------------------------------ builder
@@ -21,17 +24,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /build
 ENV PIP_CACHE_DIR=/var/cache/pip
 
-# Dependencies first, from pyproject.toml alone: this layer (the slow one) is rebuilt only
-# when the dependencies change, not on every source change. The pip cache is a BuildKit
-# cache mount, so it never ends up in a layer.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && python -m venv /opt/venv
+# Dependencies first, from the hash-pinned runtime lock alone (requirements.lock, made from
+# pyproject.toml by `make lock`): this layer (the slow one) is rebuilt only when the lock
+# changes, and pip refuses any file whose hash differs from the lock's. The pip cache is a
+# BuildKit cache mount, so it never ends up in a layer.
+COPY requirements.lock ./
+RUN python -m venv /opt/venv
 RUN --mount=type=cache,target=/var/cache/pip \
-    /opt/venv/bin/pip install --no-compile -r requirements.txt
+    /opt/venv/bin/pip install --no-compile --require-hashes -r requirements.lock
 
 # Then creditops itself (no dependency resolution: they are all there already).
-COPY README.md LICENSE ./
+COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
 RUN --mount=type=cache,target=/var/cache/pip \
     /opt/venv/bin/pip install --no-compile --no-deps . \

@@ -4,14 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 SRC := src tests benchmarks
 
-.PHONY: install demo test lint typecheck unit clean ops-check model-validation
+.PHONY: install demo test lint typecheck unit clean ops-check model-validation lock
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+## Dependencies come from the hash-pinned lock (requirements-dev.lock, made from
+## pyproject.toml by `make lock`); the project itself is installed on top without them.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -49,6 +52,15 @@ test: lint typecheck ops-check model-validation
 ## The fast tests only (code, data and model checks need no servers).
 unit: install
 	$(BIN)/pytest -m "unit or data" -q
+
+## Re-resolve the locks after changing dependencies in pyproject.toml (needs PyPI).
+lock:
+	$(PYTHON) -m venv .tools && .tools/bin/pip install --quiet 'uv>=0.9,<1'
+	for extra in "" "--extra dev"; do \
+	  out=requirements$${extra:+-dev}.lock; \
+	  .tools/bin/uv pip compile pyproject.toml $$extra --generate-hashes --python-version 3.11 \
+	    --python-platform x86_64-unknown-linux-gnu --quiet -o $$out; \
+	done
 
 clean:
 	rm -rf .creditops .pytest_cache .mypy_cache .ruff_cache coverage.xml .coverage

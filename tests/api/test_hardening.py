@@ -135,3 +135,29 @@ def test_keys_revoked_through_the_api_stop_working_at_once(
     assert client.get("/v1/keys", headers=auth(keys["read"])).status_code == 403
     bad = client.post("/v1/keys", json={"name": "x", "scopes": ["root"]}, headers=admin)
     _problem(bad, 422, "scopes")
+
+
+def test_driver_messages_never_reach_the_client() -> None:
+    """A failed group commit carries the driver's error text (the finding: PostgreSQL's
+    VARCHAR(64) error came back in the problem detail); the client gets a fixed text."""
+    from fastapi import FastAPI
+
+    from creditops.api.problems import install_problem_handlers
+    from creditops.store.decision_log import DecisionLogError
+
+    app = FastAPI()
+    install_problem_handlers(app)
+    driver = (
+        "Decision records were not stored: StringDataRightTruncation: value too long for "
+        "type character varying(64)"
+    )
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise DecisionLogError(driver, transient=False)
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/boom")
+    assert answer.status_code == 500 and answer.json()["code"] == "decision_log_failed"
+    text = answer.text
+    assert "varying" not in text and "StringData" not in text and "errors" not in answer.json()

@@ -146,3 +146,29 @@ def test_csv_cells_that_would_run_as_formulas_are_neutralised(
 ) -> None:
     out = neutralise_formula(cell)
     assert out == written or (isinstance(out, float) and math.isnan(out) and written is None)
+
+
+def test_fairness_groups_are_the_training_categories() -> None:
+    """A caller sending made-up values in a protected attribute cannot mint new group labels
+    (they reached Prometheus as label values): unseen values count as 'other'."""
+    import numpy as np
+    import pandas as pd
+
+    from creditops.features.spec import parse_spec
+    from creditops.monitoring.fairness import DecisionWindow, FairnessConfig, fairness_in_production
+    from tests.factories import synthetic_spec
+
+    spec = parse_spec(synthetic_spec())
+    sexes = ["F", "M"] * 50 + [f"made-up-{i}" for i in range(40)]
+    window = DecisionWindow(
+        inputs=pd.DataFrame({"sex": sexes, "age": [30] * len(sexes)}),
+        approved=np.arange(len(sexes)) % 3 != 0,
+        defaulted=[None] * len(sexes),
+    )
+    known = FairnessConfig(known_groups={"sex": frozenset({"F", "M"})})
+    result = fairness_in_production(window, None, spec, known)
+    sex = next(a for a in result["attributes"] if a["attribute"] == "sex")
+    assert {g["group"] for g in sex["groups"]} == {"F", "M", "other"}
+    unbounded = fairness_in_production(window, None, spec, FairnessConfig())
+    sex = next(a for a in unbounded["attributes"] if a["attribute"] == "sex")
+    assert len(sex["groups"]) == 42  # what the gauges exported before

@@ -47,7 +47,21 @@ async def list_keys(sessions: SessionsDep) -> list[KeyResponse]:
     return [KeyResponse(**row) for row in rows]
 
 
-@router.post("/v1/keys", operation_id="create_key", status_code=201)
+@router.post(
+    "/v1/keys",
+    operation_id="create_key",
+    status_code=201,
+    responses={
+        201: {
+            "links": {
+                "RevokeKey": {
+                    "operationId": "revoke_key",
+                    "parameters": {"key_id": "$response.body#/id"},
+                }
+            }
+        }
+    },
+)
 async def create_key(
     body: KeyRequest, principal: AdminKey, sessions: SessionsDep
 ) -> CreatedKeyResponse:

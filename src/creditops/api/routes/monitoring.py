@@ -72,7 +72,16 @@ async def _run(
     return await state.slow.run(monitoring.run_checks, state.ctx, state.sessions, request)
 
 
-@router.post("/v1/drift/data-drift", operation_id="data_drift")
+def _report_link(kind: str) -> dict[int | str, dict[str, object]]:
+    """An OpenAPI link from a check to its stored report (clients and fuzzers follow it)."""
+    pointer = f"$response.body#/reports/{kind}"
+    link = {"operationId": "get_report", "parameters": {"report_id": pointer}}
+    return {200: {"links": {"StoredReport": link}}}
+
+
+@router.post(
+    "/v1/drift/data-drift", operation_id="data_drift", responses=_report_link("data_drift")
+)
 async def data_drift(body: WindowRequest, state: StateDep) -> DriftCheckResponse:
     """Data and prediction drift of a window of logged decisions against the profile."""
     outcome = await _run(body, ("data_drift", "prediction_drift"), state)
@@ -98,7 +107,9 @@ async def performance_drift(body: PerformanceRequest, state: StateDep) -> Perfor
     return PerformanceResponse(**result)
 
 
-@router.post("/v1/drift/check-and-retrain", operation_id="check_and_retrain")
+@router.post(
+    "/v1/drift/check-and-retrain", operation_id="check_and_retrain", responses=_report_link("check")
+)
 async def check_and_retrain(body: WindowRequest, state: StateDep) -> CheckAndRetrainResponse:
     """Every check; says whether retraining should be triggered and why."""
     outcome = await _run(body, monitoring.ALL_CHECKS, state)
@@ -109,7 +120,9 @@ async def check_and_retrain(body: WindowRequest, state: StateDep) -> CheckAndRet
     )
 
 
-@router.post("/v1/fairness/analyze", operation_id="analyze_fairness")
+@router.post(
+    "/v1/fairness/analyze", operation_id="analyze_fairness", responses=_report_link("fairness")
+)
 async def analyze_fairness(body: WindowRequest, state: StateDep) -> FairnessResponse:
     """Approval rates by protected group, parity ratios and their drift."""
     outcome = await _run(body, ("fairness",), state)

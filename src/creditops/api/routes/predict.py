@@ -108,7 +108,16 @@ def model_routes(
         return json_response(decisions.explain(name, body.features.model_dump()))  # type: ignore[attr-defined]
 
     router = APIRouter(tags=[f"model: {name}"])
-    decided = {200: {"model": Union[DecisionResponse, BatchDecisionResponse]}}  # noqa: UP007
+    review = {
+        "operationId": "submit_review",
+        "parameters": {"decision_id": "$response.body#/decision_id"},
+    }
+    decided = {
+        200: {
+            "model": Union[DecisionResponse, BatchDecisionResponse],  # noqa: UP007
+            "links": {"ReviewDecision": review},
+        }
+    }
     paths = {f"/v1/models/{name}/predict": (f"predict_{name}", f"Decide with model '{name}'")}
     if seed_route:
         paths["/predict"] = ("predict_default", f"Seed route: decide with '{name}' (default)")
