@@ -115,7 +115,8 @@ def trace_drift_request(home: Path) -> Trace:
     from creditops.api.app import create_app
     from creditops.settings import Settings
 
-    settings = Settings(home=home, serve={"auth_enabled": False})
+    small = {"data_drift": 50, "prediction_drift": 50, "performance": 20, "fairness": 50}
+    settings = Settings(home=home, serve={"auth_enabled": False}, monitor={"min_rows": small})
     app = create_app(settings)
     frame = pd.read_csv(ROOT / "data" / "taiwan_credit_card.csv").head(300)
     features = [c for c in frame.columns if c not in ("id", "target", "_is_test")]

@@ -7,7 +7,7 @@ adds them to the application defined in :mod:`creditops.cli`; shared helpers are
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -235,6 +235,8 @@ def drift(
         )
     else:
         raise fail(InvalidInputError("give --name NAME, or --spec SPEC --reference A --current B"))
+    if report is not None and result["level"] == "insufficient_data":
+        report = None  # nothing was judged, so there is nothing to draw
     if report is not None:
         from creditops.reporting.drift_report import render_drift_report
 
@@ -242,27 +244,33 @@ def drift(
     if as_json:
         print_json(result)
     else:
-        table = Table(title=f"Data drift ({result.get('mode', '')}): level {result['level']}")
-        for column in ("feature", "method", "statistic", "p (adj.)", "PSI", "drifted"):
-            table.add_column(column)
-        for f in result["features"]:
-            p = f.get("p_value_adjusted")
-            table.add_row(
-                f["feature"],
-                f["method"],
-                fmt(f.get("statistic")),
-                fmt(p),
-                fmt(f.get("psi")),
-                "[red]yes[/]" if f["drifted"] else "no",
-            )
-        out.print(table)
-        out.print(
-            f"drift score {result['drift_score']:.3f}, drifted share "
-            f"{result['drifted_share']:.1%}, level {result['level']}"
-            + (f"; report: {report}" if report else "")
-        )
+        _print_drift(result, report)
     if result["level"] == "critical":
         raise typer.Exit(1)
+
+
+def _print_drift(result: dict[str, Any], report: Path | None) -> None:
+    if result["level"] == "insufficient_data":
+        out.print(f"insufficient data: {result['message']}; nothing judged, level not set")
+        return
+    table = Table(title=f"Data drift ({result.get('mode', '')}): level {result['level']}")
+    for column in ("feature", "method", "statistic", "p (adj.)", "PSI", "drifted"):
+        table.add_column(column)
+    for f in result["features"]:
+        table.add_row(
+            f["feature"],
+            f["method"],
+            fmt(f.get("statistic")),
+            fmt(f.get("p_value_adjusted")),
+            fmt(f.get("psi")),
+            "[red]yes[/]" if f["drifted"] else "no",
+        )
+    out.print(table)
+    out.print(
+        f"drift score {result['drift_score']:.3f}, drifted share "
+        f"{result['drifted_share']:.1%}, level {result['level']}"
+        + (f"; report: {report}" if report else "")
+    )
 
 
 def worker(

@@ -152,7 +152,29 @@ class MonitorSettings(BaseModel):
         default=1000, ge=10, description="Labelled decisions in the performance window."
     )
     max_performance_drop: float = Field(
-        default=0.05, gt=0, lt=1, description="Relative drop of AUC, accuracy or F1 that alerts."
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="Relative drop of AUC, accuracy or F1 that is critical (alerts; against "
+        "the validation figure it also triggers retraining).",
+    )
+    warning_performance_drop: float = Field(
+        default=0.03,
+        gt=0,
+        lt=1,
+        description="Relative drop from which performance is a warning (alerts, never retrains).",
+    )
+    min_rows: dict[str, int] = Field(
+        default_factory=lambda: {
+            "data_drift": 1000,
+            "prediction_drift": 1000,
+            "performance": 200,
+            "fairness": 500,
+        },
+        description="Fewest rows (labelled decisions for performance) a check judges; below "
+        "it the check reports insufficient_data, never alerts and never triggers "
+        "retraining. Defaults: see docs/decisions/0008-retraining.md (the power of each "
+        "test at its effect floor).",
     )
     fairness_min_ratio: float = Field(
         default=0.8,
@@ -187,6 +209,97 @@ class MonitorSettings(BaseModel):
         )
 
 
+TriggerKind = Literal["drift", "performance", "schedule", "new_data"]
+
+
+class RetrainSettings(BaseModel):
+    """Automated retraining (``creditops worker`` runs the jobs): triggers, the data a job
+    assembles, its checks and its gate. Per-model overrides in ``models``."""
+
+    triggers: list[TriggerKind] = Field(
+        default_factory=lambda: list[TriggerKind](["drift", "performance", "new_data"]),
+        description="Triggers the worker acts on (manual requests always work). The "
+        "schedule trigger also needs `schedule`.",
+    )
+    schedule: str | None = Field(
+        default=None,
+        description="Cron expression (UTC) of scheduled retraining, e.g. '0 2 * * 0' "
+        "(weekly, Sunday 02:00); none by default.",
+    )
+    drift_sustained_hours: float = Field(
+        default=24.0,
+        ge=0,
+        description="Drift triggers retraining only when every data-drift check of this "
+        "long held the condition (0: the latest check alone).",
+    )
+    drift_score: float = Field(
+        default=0.7, gt=0, le=1, description="Dataset drift score above which drift counts."
+    )
+    drift_share: float = Field(
+        default=0.3, gt=0, le=1, description="Drifted share of features above which drift counts."
+    )
+    new_data_outcomes: int = Field(
+        default=5000,
+        ge=1,
+        description="Matured outcomes since the model's last training that trigger retraining.",
+    )
+    outcome_maturity_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="An outcome counts once its decision is this old (0: when recorded). Set "
+        "it when outcomes are recorded before their observation window closes.",
+    )
+    cooldown_hours: float = Field(
+        default=24.0, ge=0, description="No new job this long after one finished, unless forced."
+    )
+    window_days: float = Field(
+        default=365.0, gt=0, description="Logged decisions older than this are not used."
+    )
+    max_production_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Largest share of production rows in the assembled training data.",
+    )
+    production_weight: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="Each production training row counts this many times (repeated).",
+    )
+    oot_share: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        description="Share of the matured production rows, the most recent, held out as the "
+        "out-of-time part of the common holdout (never trained on).",
+    )
+    min_rows: int = Field(default=1000, ge=10, description="Fewest training rows a job accepts.")
+    min_class_rows: int = Field(
+        default=50, ge=1, description="Fewest defaults and non-defaults a job accepts."
+    )
+    max_missing_share: float = Field(
+        default=0.2, ge=0, le=1, description="Largest share of missing values in any feature."
+    )
+    gate_profile: str | None = Field(
+        default=None,
+        description="Gate profile (path or built-in) of retrained versions; default: the "
+        "parent version's profile, else 'default'.",
+    )
+    tune_trials: int = Field(default=0, ge=0, description="Optuna trials per job (0: none).")
+    tune_timeout_s: float | None = Field(default=None, gt=0, description="Tuning time budget.")
+    models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-model overrides of the settings above."
+    )
+
+    def for_model(self, name: str) -> RetrainSettings:
+        """These settings with the model's overrides applied."""
+        own = self.models.get(name)
+        if not own:
+            return self
+        return RetrainSettings.model_validate({**self.model_dump(), **own, "models": {}})
+
+
 class Settings(BaseSettings):
     """Root settings of creditops."""
 
@@ -213,6 +326,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod

@@ -17,6 +17,9 @@ from creditops.store.migrations_api import ensure_current
 from tests.factories import train_demo_model
 
 ROOT = Path(__file__).resolve().parents[2]
+# The API tests send a few hundred decisions: let checks judge windows that small (the
+# minimum sample sizes themselves are tested in tests/api/test_insufficient_data.py).
+SMALL_WINDOWS = {"data_drift": 50, "prediction_drift": 50, "performance": 20, "fairness": 50}
 DATA = ROOT / "data"
 
 
@@ -42,7 +45,11 @@ def keys(served_home: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def client(served_home: Path, keys: dict[str, str]) -> Iterator[TestClient]:
-    settings = Settings(home=served_home, serve={"max_batch": 50, "max_body_bytes": 200_000})
+    settings = Settings(
+        home=served_home,
+        serve={"max_batch": 50, "max_body_bytes": 200_000},
+        monitor={"min_rows": SMALL_WINDOWS},
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
 

@@ -139,6 +139,9 @@ def test_worker_alerts_once_per_episode(tmp_path: Path, smtp, webhook) -> None: 
         "CREDITOPS_MONITOR__EVERY_HOURS": "1000",
         "CREDITOPS_MONITOR__EVERY_PREDICTIONS": "300",
         "CREDITOPS_MONITOR__PERFORMANCE_WINDOW": "300",
+        "CREDITOPS_MONITOR__MIN_ROWS": json.dumps(
+            {"data_drift": 100, "prediction_drift": 100, "performance": 50, "fairness": 100}
+        ),
         "CREDITOPS_MONITOR__FAIRNESS_MIN_RATIO": "0.5",
         # drifted share weighted by feature importance: a shift in the model's main inputs
         # matters more than one in a feature it barely uses

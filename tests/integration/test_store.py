@@ -207,10 +207,19 @@ def test_foreign_keys_are_enforced(sessions: sessionmaker[Session]) -> None:
 def test_migrations_up_down_up_match_metadata(url: str) -> None:
     assert current_revision(url) is None
     upgrade_database(url)
-    assert current_revision(url) == head_revision() == "0002"
+    assert current_revision(url) == head_revision() == "0003"
     assert schema_differences(url) == []
 
-    downgrade_database(url, "0001")  # one step back: the monitoring tables go
+    downgrade_database(url, "0002")  # one step back: the job tables go
+    assert current_revision(url) == "0002"
+    eng = create_db_engine(url)
+    try:
+        names = set(inspect(eng).get_table_names())
+        assert "jobs" not in names and "retrain_triggers" not in names
+        assert "monitoring_reports" in names
+    finally:
+        eng.dispose()
+    downgrade_database(url, "0001")  # and the monitoring tables
     assert current_revision(url) == "0001"
     eng = create_db_engine(url)
     try:
@@ -227,7 +236,7 @@ def test_migrations_up_down_up_match_metadata(url: str) -> None:
         eng.dispose()
 
     upgrade_database(url)
-    assert current_revision(url) == "0002"
+    assert current_revision(url) == "0003"
     assert schema_differences(url) == []
     eng = create_db_engine(url)
     try:

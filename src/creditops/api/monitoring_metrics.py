@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from creditops.monitoring.conditions import INSUFFICIENT
 from creditops.services.monitoring import LatestResult
 
 log = logging.getLogger("creditops.api")
@@ -78,7 +79,8 @@ class MonitoringCollector(Collector):
             latest = {}
         for (model, kind), item in latest.items():
             g["creditops_last_check_timestamp_seconds"].add_metric([model, kind], item.at)
-            _EXPORTERS[kind](g, model, item)
+            if item.level != INSUFFICIENT:  # too few rows: nothing judged, nothing to show
+                _EXPORTERS[kind](g, model, item)
         yield from g.values()
 
 

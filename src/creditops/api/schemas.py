@@ -279,7 +279,7 @@ class CheckSummaryResponse(BaseModel):
 
     model: str
     version: str
-    level: Literal["ok", "warning", "critical"]
+    level: Literal["ok", "warning", "critical", "insufficient_data"]
     should_retrain: bool
     reasons: list[str]
     reports: dict[str, str]
@@ -311,7 +311,9 @@ class PerformanceResponse(BaseModel):
     drop_vs_baseline: dict[str, float | None]
     max_drop: float
     breaches: list[str]
-    level: Literal["ok", "critical"]
+    warning_drop: float
+    warnings: list[str]
+    level: Literal["ok", "warning", "critical"]
 
 
 class FairnessResponse(BaseModel):
@@ -322,7 +324,7 @@ class FairnessResponse(BaseModel):
     n: int
     n_labelled: int
     attributes: list[dict[str, Any]]
-    level: Literal["ok", "warning"]
+    level: Literal["ok", "warning", "insufficient_data"]
 
 
 class ReportSummaryResponse(BaseModel):

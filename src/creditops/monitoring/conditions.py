@@ -6,9 +6,9 @@ debounces a level across monitoring windows. Pure and serialisable.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from creditops.errors import ConfigError, InvalidInputError
 
@@ -33,6 +33,33 @@ def level_of(
 
 def worst(*levels: Level) -> Level:
     return max(levels, key=_RANK.__getitem__, default="ok")
+
+
+# A check over fewer rows than its minimum sample size judges nothing: it reports this
+# instead of a level, never alerts and never triggers retraining.
+CheckLevel = Literal["ok", "warning", "critical", "insufficient_data"]
+INSUFFICIENT: Final = "insufficient_data"
+
+
+def overall(levels: Iterable[CheckLevel]) -> CheckLevel:
+    """The worst level of the checks that could judge; ``insufficient_data`` when none
+    could (and ``ok`` when there were no checks)."""
+    given = list(levels)
+    judged = [lv for lv in given if lv != INSUFFICIENT]
+    if given and not judged:
+        return INSUFFICIENT
+    return worst(*judged)
+
+
+def insufficient(kind: str, n: int, min_rows: int) -> dict[str, Any]:
+    """The result of a check that had fewer rows than it needs to judge."""
+    return {
+        "kind": kind,
+        "level": INSUFFICIENT,
+        "n_current": n,
+        "min_rows": min_rows,
+        "message": f"{n} rows in the window; the check judges from {min_rows} rows on",
+    }
 
 
 @dataclass(frozen=True)

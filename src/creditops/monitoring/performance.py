@@ -7,7 +7,8 @@ in training evaluation (decision 0001).
 The check follows the house pattern: configuration (:class:`PerformanceConfig`) ->
 calculation (:func:`_window_metrics` over a :class:`LabelledWindow`) -> result (a dict) ->
 condition (a relative drop of a monitored metric above ``max_drop``, against the version's
-validation metrics or against the model's first labelled window, is critical). Reading the
+validation metrics or against the model's first labelled window, is critical; above
+``warning_drop`` a warning). Reading the
 windows from the decision log is the monitoring service's job.
 """
 
@@ -35,11 +36,17 @@ class PerformanceConfig:
     window: int = 1000
     max_drop: float = 0.05
     metrics: tuple[str, ...] = PERFORMANCE_METRICS
+    warning_drop: float = 0.03
 
     def __post_init__(self) -> None:
         if not 0 < self.max_drop < 1:
             raise InvalidInputError(
                 f"max_drop must be in (0, 1); got {self.max_drop}", field="max_drop"
+            )
+        if not 0 < self.warning_drop <= self.max_drop:
+            raise InvalidInputError(
+                f"warning_drop must be in (0, max_drop]; got {self.warning_drop}",
+                field="warning_drop",
             )
 
 
@@ -107,14 +114,18 @@ def performance_drift(
     reference = {k: validation_metrics.get(k) for k in VALIDATION_METRICS}
     vs_validation = _relative_drops(current, reference, config.metrics)
     vs_baseline = _relative_drops(current, baseline, config.metrics)
-    breaches = sorted(
-        {
-            name
-            for drops in (vs_validation, vs_baseline)
-            for name, d in drops.items()
-            if d is not None and d > config.max_drop
-        }
-    )
+
+    def over(limit: float) -> list[str]:
+        return sorted(
+            {
+                name
+                for drops in (vs_validation, vs_baseline)
+                for name, d in drops.items()
+                if d is not None and d > limit
+            }
+        )
+
+    breaches, warnings = over(config.max_drop), over(config.warning_drop)
     return {
         "kind": "performance",
         "n_labelled": recent.n,
@@ -125,6 +136,8 @@ def performance_drift(
         "drop_vs_validation": vs_validation,
         "drop_vs_baseline": vs_baseline,
         "max_drop": config.max_drop,
+        "warning_drop": config.warning_drop,
         "breaches": breaches,
-        "level": "critical" if breaches else "ok",
+        "warnings": warnings,
+        "level": "critical" if breaches else ("warning" if warnings else "ok"),
     }

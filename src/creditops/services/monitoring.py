@@ -42,7 +42,13 @@ from creditops.errors import InvalidInputError, NotFoundError
 from creditops.features.dataset import read_table
 from creditops.features.spec import Spec
 from creditops.modeling.bundle import ScoringModel
-from creditops.monitoring.conditions import Hysteresis, Level, worst
+from creditops.monitoring.conditions import (
+    INSUFFICIENT,
+    CheckLevel,
+    Hysteresis,
+    insufficient,
+    overall,
+)
 from creditops.monitoring.drift.binned import BinnedAccumulator
 from creditops.monitoring.drift.data import DriftConfig, DriftResult
 from creditops.monitoring.drift.exact import data_drift_exact
@@ -138,14 +144,14 @@ def run_checks(
         reasons=[],
     )
     check = CheckRun(ctx, sessions, loaded, request, outcome)
-    levels: list[Level] = []
+    levels: list[CheckLevel] = []
     if "data_drift" in request.kinds or "prediction_drift" in request.kinds:
         levels += _check_drift(check)
     if "performance" in request.kinds:
         levels.append(_check_performance(check))
     if "fairness" in request.kinds:
         levels.append(_check_fairness(check))
-    outcome.level = worst(*levels)
+    outcome.level = overall(levels)
     outcome.should_retrain = bool(outcome.reasons)
     window = (request.since, request.until)
     outcome.reports["check"] = _store_report(check, "check", outcome.summary(), 0, window)
@@ -166,7 +172,7 @@ def drift_config(
         raise InvalidInputError(f"invalid drift configuration: {exc}", field="drift") from None
 
 
-def _check_drift(check: CheckRun) -> list[Level]:
+def _check_drift(check: CheckRun) -> list[CheckLevel]:
     """Data and prediction drift of the window: store both, alert on both; their levels."""
     model = check.request.model
     _, _, drift_settings = check.ctx.settings.monitor.for_model(model)
@@ -174,6 +180,15 @@ def _check_drift(check: CheckRun) -> list[Level]:
     data, pred, n = _data_drift_from_log(check, config)
     check.record("data_drift", data, n)
     check.record("prediction_drift", pred, n)
+    if pred["level"] != INSUFFICIENT:
+        check.alert(
+            "prediction_drift",
+            pred["level"],
+            (f"Prediction drift on {model}", f"score PSI {pred.get('psi', 0):.3f}"),
+            pred,
+        )
+    if data["level"] == INSUFFICIENT:
+        return [data["level"], pred["level"]]
     if data["level"] == "critical":
         check.outcome.reasons.append(
             f"data drift critical: drift score {data['drift_score']:.2f}, "
@@ -191,12 +206,6 @@ def _check_drift(check: CheckRun) -> list[Level]:
             "drift_score": data["drift_score"],
             "window_rows": n,
         },
-    )
-    check.alert(
-        "prediction_drift",
-        pred["level"],
-        (f"Prediction drift on {model}", f"score PSI {pred.get('psi', 0):.3f}"),
-        pred,
     )
     return [data["level"], pred["level"]]
 
@@ -252,7 +261,14 @@ def _data_drift_from_log(
             f"no decisions of {check.request.model!r} in the window; nothing to compare",
             field="since",
         )
-    data = window.inputs.result(config)
+    minimum = check.ctx.settings.monitor.min_rows
+    data_min, pred_min = minimum.get("data_drift", 0), minimum.get("prediction_drift", 0)
+    if window.n < data_min:
+        data = insufficient("data_drift", window.n, data_min)
+    else:
+        data = window.inputs.result(config).to_dict()
+    if window.n < pred_min:
+        return data, insufficient("prediction_drift", window.n, pred_min), window.n
     reference_total = int(profile["score"]["count"])
     approval = ApprovalCounts(
         reference_approved=round(reference_approval_rate(model) * reference_total),
@@ -261,7 +277,7 @@ def _data_drift_from_log(
         current_total=window.n,
     )
     pred = prediction_drift(profile["score"], window.scores, approval)
-    return data.to_dict(), pred.to_dict(), window.n
+    return data, pred.to_dict(), window.n
 
 
 def file_drift(
@@ -321,13 +337,20 @@ def production_performance(
     return labelled_performance(sessions, model, loaded.info.metrics, config)
 
 
-def _check_performance(check: CheckRun) -> Level:
+def _check_performance(check: CheckRun) -> CheckLevel:
     """Metrics over the latest labelled decisions against validation; store, alert, level."""
     model, monitor = check.request.model, check.ctx.settings.monitor
     config = PerformanceConfig(
-        window=monitor.performance_window, max_drop=monitor.max_performance_drop
+        window=monitor.performance_window,
+        max_drop=monitor.max_performance_drop,
+        warning_drop=min(monitor.warning_performance_drop, monitor.max_performance_drop),
     )
     perf = labelled_performance(check.sessions, model, check.loaded.info.metrics, config)
+    minimum = monitor.min_rows.get("performance", 0)
+    if perf["n_labelled"] < minimum:
+        perf = perf | insufficient("performance", perf["n_labelled"], minimum)
+        check.record("performance", perf, perf["n_labelled"], windowed=False)
+        return INSUFFICIENT
     check.record("performance", perf, perf["n_labelled"], windowed=False)  # by label count
     breaches = ", ".join(perf["breaches"])
     if perf["level"] == "critical":
@@ -415,7 +438,7 @@ def known_groups(model: ScoringModel) -> dict[str, frozenset[str]]:
     }
 
 
-def _check_fairness(check: CheckRun) -> Level:
+def _check_fairness(check: CheckRun) -> CheckLevel:
     """Approval rates by protected group and their drift; store, alert, level."""
     model = check.request.model
     config = FairnessConfig(
@@ -423,6 +446,11 @@ def _check_fairness(check: CheckRun) -> Level:
         known_groups=known_groups(check.loaded.model),
     )
     fair = production_fairness(check.sessions, check.loaded.model.spec, check.request, config)
+    minimum = check.ctx.settings.monitor.min_rows.get("fairness", 0)
+    if fair["n"] < minimum:
+        fair = fair | insufficient("fairness", fair["n"], minimum)
+        check.record("fairness", fair, fair["n"])
+        return INSUFFICIENT
     check.record("fairness", fair, fair["n"])
     check.alert(
         "fairness",

@@ -35,11 +35,13 @@ __all__ = [
     "AuditRow",
     "Base",
     "DecisionRow",
+    "JobRow",
     "ModelControlRow",
     "MonitorStateRow",
     "MonitoringReportRow",
     "OutcomeRow",
     "ReviewRow",
+    "TriggerRow",
     "UTCDateTime",
     "metadata",
 ]
@@ -200,7 +202,7 @@ class MonitoringReportRow(Base):
     window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     n_current: Mapped[int] = mapped_column(Integer)
-    level: Mapped[str] = mapped_column(String(16))
+    level: Mapped[str] = mapped_column(String(32))  # 16 up to 0002
     should_retrain: Mapped[bool] = mapped_column(Boolean)
     triggered_by: Mapped[str] = mapped_column(String(32))
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -215,3 +217,54 @@ class MonitorStateRow(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class JobRow(Base):
+    """A background job (today: retraining a model), run by the worker.
+
+    ``state`` is queued, running, succeeded, failed or cancelled; ``stage`` the step a
+    running job is in; ``result`` what it produced (a new version, the existing version a
+    retraining matched, or why it failed); ``log`` the last lines of its progress.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_model_name_created_at", "model_name", "created_at"),
+        Index("ix_jobs_state", "state"),
+    )
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    trigger_kind: Mapped[str] = mapped_column(String(32))
+    trigger_reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    force: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    log: Mapped[str] = mapped_column(Text)
+
+
+class TriggerRow(Base):
+    """A retraining trigger as it was observed: its kind, reason and evidence, and what
+    came of it (a job, or why none: a job already running, the cool-down, ...)."""
+
+    __tablename__ = "retrain_triggers"
+    __table_args__ = (Index("ix_retrain_triggers_model_name_at", "model_name", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
