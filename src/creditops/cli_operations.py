@@ -15,6 +15,7 @@ from rich.table import Table
 from creditops.cli_support import (
     JsonOpt,
     context,
+    err,
     fail,
     fmt,
     out,
@@ -30,6 +31,7 @@ from creditops.settings import get_settings
 keys_app = typer.Typer(help="API keys for the decision service.", no_args_is_help=True)
 decisions_app = typer.Typer(help="The decision log: export and retention.", no_args_is_help=True)
 db_app = typer.Typer(help="The service database.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Background jobs (retraining) run by the worker.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -37,9 +39,150 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
     app.add_typer(decisions_app, name="decisions")
     app.add_typer(db_app, name="db")
+    app.add_typer(jobs_app, name="jobs")
+    app.command()(retrain)
     app.command()(serve)
     app.command()(drift)
     app.command()(worker)
+
+
+def retrain(
+    name: Annotated[str, typer.Option("--name", "-n", help="Registered model name.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded with the job).")] = "manual request",
+    force: Annotated[bool, typer.Option(help="Skip the cool-down after the last job.")] = False,
+    wait: Annotated[
+        bool, typer.Option(help="Follow the job to its end (a worker must be running).")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Longest wait with --wait, seconds.")] = 3600,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue a retraining job of a model; `creditops worker` runs it."""
+    from creditops.monitoring.triggers import Trigger
+    from creditops.services.access import cli_actor
+    from creditops.services.model_versions import registered_versions
+    from creditops.services.retraining import request_retrain
+
+    ctx, store = context(), sessions()
+    run(lambda: registered_versions(ctx, name))
+    actor = cli_actor()
+    trigger = Trigger("manual", reason, {"requested_by": actor})
+    outcome = run(
+        lambda: request_retrain(ctx, store, name, trigger, force=force, requested_by=actor)
+    )
+    if outcome.job_id is None:
+        if as_json:
+            print_json(outcome.to_dict())
+        err.print(f"[yellow]no job queued:[/] {outcome.detail}")
+        raise typer.Exit(1)
+    if not wait:
+        if as_json:
+            print_json(outcome.to_dict())
+        else:
+            out.print(f"job {outcome.job_id} queued; `creditops jobs show {outcome.job_id}`")
+        return
+    job = _follow(store, outcome.job_id, timeout, quiet=as_json)
+    if as_json:
+        print_json(job)
+    else:
+        result = job["result"]
+        said = result.get("summary") or result.get("reason", "")
+        out.print(f"job {job['job_id']} {job['state']}: {said}")
+    if job["state"] != "succeeded":
+        raise typer.Exit(1)
+
+
+def _follow(store: Any, job_id: str, timeout: float, *, quiet: bool) -> dict[str, Any]:
+    """Poll a job until it ends, with a progress bar over its stages."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from creditops.services.retraining import STAGES, get_job
+
+    deadline = time.monotonic() + timeout
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+    ) as bar:
+        task = bar.add_task("waiting for a worker", total=len(STAGES))
+        while True:
+            job = run(lambda: get_job(store, job_id))
+            stage = job["stage"]
+            done = STAGES.index(stage) if stage in STAGES else 0
+            label = (
+                f"{job['state']}: {stage}" if stage else f"{job['state']} (waiting for a worker)"
+            )
+            bar.update(task, completed=done, description=label)
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                bar.update(task, completed=len(STAGES))
+                return dict(job)
+            if time.monotonic() > deadline:
+                raise fail(
+                    InvalidInputError(f"job {job_id} still {job['state']} after {timeout:g} s")
+                )
+            time.sleep(1.0)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Only this model.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Most jobs shown.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Jobs, newest first."""
+    from creditops.services.retraining import list_jobs
+
+    rows = run(lambda: list_jobs(sessions(), name, limit, 0))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="Jobs")
+    for column in ("id", "model", "trigger", "state", "stage", "created", "result"):
+        table.add_column(column)
+    for row in rows:
+        result = row["result"]
+        table.add_row(
+            row["job_id"][:8],
+            row["model"],
+            row["trigger"]["kind"],
+            row["state"],
+            row["stage"] or "",
+            row["created_at"][:19],
+            str(result.get("summary") or result.get("reason") or "")[:60],
+        )
+    out.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One job: state, stage, result and log."""
+    from creditops.services.retraining import get_job
+
+    job = run(lambda: get_job(sessions(), job_id))
+    if as_json:
+        print_json(job)
+        return
+    out.print(f"job {job['job_id']} ({job['model']}): {job['state']}, stage {job['stage']}")
+    out.print(f"trigger {job['trigger']['kind']}: {job['trigger']['reason']}")
+    out.print(job["log"], soft_wrap=True)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
+    """Cancel a queued job at once; a running one stops at its next stage."""
+    from creditops.services.retraining import cancel_job
+
+    job = run(lambda: cancel_job(sessions(), job_id))
+    if job["state"] == "cancelled":
+        out.print(f"job {job_id} cancelled")
+    else:
+        out.print(f"job {job_id} is {job['state']}: it stops at its next stage")
 
 
 @db_app.command("upgrade")

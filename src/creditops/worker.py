@@ -1,13 +1,18 @@
-"""``creditops worker``: the scheduler that runs monitoring checks in the background.
+"""``creditops worker``: the background process: scheduled monitoring checks, the
+retraining triggers they feed, and the jobs those queue.
 
 Each tick it looks at every model with a production alias and runs its checks when they are
 due: every ``every_hours`` hours or after ``every_predictions`` new logged decisions,
 whichever comes first (per-model overrides in ``CREDITOPS_MONITOR__MODELS``). Results are
-stored (history is kept) and alerts go out through the configured channels.
+stored (history is kept), alerts go out through the configured channels, and the
+retraining triggers are evaluated (``services/retraining.py``). Then it runs the oldest
+queued job, if any.
 
-Only one scheduler fires per job however many workers run: with PostgreSQL a session-level
-advisory lock elects the active scheduler; with the embedded SQLite store an exclusive
-file lock under ``CREDITOPS_HOME`` does the same on one machine.
+Only one scheduler fires per tick however many workers run, and only one worker runs jobs
+at a time: with PostgreSQL session-level advisory locks elect them; with the embedded
+SQLite store exclusive file locks under ``CREDITOPS_HOME`` do the same on one machine. Both
+kinds of lock go with the process that held them, so a worker killed mid-job leaves the
+lock free and the next one fails the job it left running.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from creditops.errors import CreditopsError
 from creditops.services.context import AppContext, make_home_private
 from creditops.services.monitoring import CheckRequest, run_checks
+from creditops.services.retraining import act_on_triggers, run_pending_job
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import ensure_current
@@ -35,26 +41,29 @@ from creditops.store.repositories import DecisionRepository
 
 log = logging.getLogger("creditops.worker")
 ADVISORY_LOCK_ID = 0x63726564  # "cred"
+JOB_LOCK_ID = 0x6A6F6273  # "jobs"
 
 
 @contextlib.contextmanager
-def scheduler_lock(engine: Engine, settings: Settings) -> Iterator[bool]:
-    """Yields True when this process holds the scheduler lock for this tick."""
+def scheduler_lock(
+    engine: Engine, settings: Settings, name: str = "worker", lock_id: int = ADVISORY_LOCK_ID
+) -> Iterator[bool]:
+    """Yields True when this process holds the lock (``name``) for this tick: a
+    PostgreSQL session advisory lock, or a file lock under the home with SQLite. Both are
+    released when the process dies, however it dies."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             got = bool(
-                conn.execute(
-                    text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_ID}
-                ).scalar()
+                conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_id}).scalar()
             )
             try:
                 yield got
             finally:
                 if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_ID})
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_id})
                     conn.commit()
         return
-    path = settings.home_dir / "worker.lock"
+    path = settings.home_dir / f"{name}.lock"
     with path.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -120,13 +129,23 @@ def run_tick(
             try:
                 request = CheckRequest(model=model, since=window_start, triggered_by=reason)
                 outcome = run_checks(ctx, sessions, request)
+                triggers = act_on_triggers(ctx, sessions, model, outcome.results)
             except CreditopsError as exc:
                 log.error("checks of %s failed: %s", model, exc.message)
                 continue
             mark_checked(sessions, model, now)
-            ran.append(outcome.summary())
+            ran.append(outcome.summary() | {"triggers": [t.to_dict() for t in triggers]})
             log.info("checked %s (%s): %s", model, reason, outcome.summary())
     return ran
+
+
+def run_jobs(ctx: AppContext, sessions: sessionmaker[Session], engine: Engine) -> str | None:
+    """Run one queued job (retraining) if this process holds the job lock. A job that a
+    dead worker left running is failed first: holding the lock proves nobody runs it."""
+    with scheduler_lock(engine, ctx.settings, "jobs", JOB_LOCK_ID) as holder:
+        if not holder:
+            return None
+        return run_pending_job(ctx, sessions)
 
 
 def run_worker(settings: Settings, *, once: bool = False) -> None:
@@ -144,8 +163,10 @@ def run_worker(settings: Settings, *, once: bool = False) -> None:
     try:
         while not stop.is_set():
             run_tick(ctx, sessions, engine)
+            job = run_jobs(ctx, sessions, engine)
             if once:
                 break
-            stop.wait(settings.monitor.tick_seconds)
+            if job is None:  # after a job, look for the next one at once
+                stop.wait(settings.monitor.tick_seconds)
     finally:
         engine.dispose()

@@ -107,6 +107,8 @@ EXPORT_COLUMNS = [
     "latency_ms",
     "request_id",
     "api_key_id",
+    "defaulted",
+    "outcome_at",
     "reason_1",
     "reason_2",
     "reason_3",

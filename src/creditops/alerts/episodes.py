@@ -34,8 +34,12 @@ from typing import Any, Literal, get_args
 
 from creditops.errors import InvalidInputError
 
-AlertKind = Literal["data_drift", "prediction_drift", "performance_drift", "fairness", "test"]
-Severity = Literal["warning", "critical"]
+AlertKind = Literal[
+    "data_drift", "prediction_drift", "performance_drift", "fairness", "retraining", "test"
+]
+# "info" is for event notifications sent directly (a retraining job started or passed);
+# the episode tracker deals in warning and critical only.
+Severity = Literal["info", "warning", "critical"]
 Level = Literal["ok", "warning", "critical"]
 
 LEVELS: tuple[str, ...] = get_args(Level)

@@ -129,7 +129,7 @@ def html_body(n: Notification) -> str:
     )
 
 
-_COLORS = {"warning": "#ef6c00", "critical": "#c62828"}
+_COLORS = {"info": "#1565c0", "warning": "#ef6c00", "critical": "#c62828"}
 _SLACK_HEADER_MAX = 150
 _SLACK_TEXT_MAX = 3000
 _SLACK_FIELDS_MAX = 10

@@ -28,7 +28,7 @@ from creditops.api.metrics import ServiceMetrics, build_metrics
 from creditops.api.monitoring_metrics import MonitoringCollector
 from creditops.api.offload import SlowLane
 from creditops.api.problems import install_problem_handlers, problem
-from creditops.api.routes import feedback, keys, models, monitoring, system
+from creditops.api.routes import feedback, jobs, keys, models, monitoring, system
 from creditops.api.routes.predict import model_routes
 from creditops.api.security import Authenticator
 from creditops.errors import CreditopsError
@@ -272,7 +272,7 @@ def create_app(settings: Settings | None = None) -> DecisionServiceApp:
         app.include_router(routes)
         fast_routes += fast
     _export_model_info(metrics, router)
-    for resource in (models.router, feedback.router, monitoring.router, keys.router):
+    for resource in (models.router, feedback.router, monitoring.router, keys.router, jobs.router):
         app.include_router(resource)
     if settings.serve.fast_path:
         app.fast_path = PredictFastPath(

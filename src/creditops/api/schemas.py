@@ -293,6 +293,11 @@ class DriftCheckResponse(CheckSummaryResponse):
 class CheckAndRetrainResponse(CheckSummaryResponse):
     results: dict[str, Any] = Field(description="Each check's full result, by kind.")
     alerts: list[DeliveryResponse] = Field(description="Alert deliveries this run made.")
+    retraining: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The retraining triggers that held, each with what came of it.",
+    )
+    job_id: str | None = Field(default=None, description="The retraining job queued, if any.")
 
 
 class PerformanceResponse(BaseModel):

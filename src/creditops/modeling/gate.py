@@ -51,11 +51,31 @@ class FairnessThresholds(BaseModel):
 
 
 class ChampionRule(BaseModel):
+    """How a candidate must compare with the production version on the same rows.
+
+    ``non_inferior`` (default): fails only when its AUC is significantly worse than the
+    champion's by more than ``tolerance``. ``improve``: must beat the champion's AUC by
+    more than ``min_gain``; with ``significant`` the gain must also be significant (one-sided
+    paired DeLong test at ``alpha``), without it the point estimate decides.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
+    mode: Literal["non_inferior", "improve"] = "non_inferior"
     tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_gain: float = Field(default=0.0, ge=0.0, le=1.0)
+    significant: bool = False
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+
+
+class DriftRule(BaseModel):
+    """Drift conditions on the candidate's own test data against its training reference:
+    no feature's PSI above ``max_psi``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_psi: float = Field(default=0.25, gt=0.0)
 
 
 class GateProfile(BaseModel):
@@ -68,6 +88,7 @@ class GateProfile(BaseModel):
     fairness: FairnessThresholds = Field(default_factory=FairnessThresholds)
     require_monotonicity: bool = True
     champion: ChampionRule = Field(default_factory=ChampionRule)
+    drift: DriftRule | None = None
 
 
 class GateCheck(BaseModel):
@@ -76,7 +97,7 @@ class GateCheck(BaseModel):
     threshold: float
     kind: Literal["min", "max"]
     passed: bool
-    category: Literal["performance", "fairness", "monotonicity", "champion"]
+    category: Literal["performance", "fairness", "monotonicity", "champion", "drift"]
     attribute: str | None = None
 
 
@@ -96,7 +117,7 @@ def _check(  # noqa: PLR0913 - the fields of one GateCheck
     value: float | None,
     threshold: float,
     kind: Literal["min", "max"],
-    category: Literal["performance", "fairness", "monotonicity", "champion"],
+    category: Literal["performance", "fairness", "monotonicity", "champion", "drift"],
     attribute: str | None = None,
 ) -> GateCheck:
     if value is None or value != value:  # None or NaN
@@ -118,32 +139,70 @@ def _check(  # noqa: PLR0913 - the fields of one GateCheck
 def champion_comparison(
     auc_candidate: float, auc_champion: float, se: float, rule: ChampionRule
 ) -> dict[str, Any]:
-    """One-sided non-inferiority test of the candidate's AUC against the champion's."""
+    """The candidate's AUC against the champion's (see :class:`ChampionRule`).
+
+    non_inferior: ``p = P(Z <= (d + tolerance) / se)``, one-sided test of ``H0: d >=
+    -tolerance``; passes when ``p >= alpha``. improve: ``p = P(Z >= (d - min_gain) / se)``,
+    one-sided test of ``H0: d <= min_gain``; passes when ``d > min_gain`` and, if
+    ``significant``, ``p < alpha``.
+    """
     difference = auc_candidate - auc_champion
-    if se > 0:
-        p_value = float(norm.cdf((difference + rule.tolerance) / se))
+    if rule.mode == "improve":
+        shift = difference - rule.min_gain
+        p_value = float(norm.sf(shift / se)) if se > 0 else (0.0 if shift > 0 else 1.0)
+        passed = shift > 0 and (p_value < rule.alpha or not rule.significant)
     else:
-        p_value = 0.0 if difference + rule.tolerance < 0 else 1.0
+        shift = difference + rule.tolerance
+        p_value = float(norm.cdf(shift / se)) if se > 0 else (0.0 if shift < 0 else 1.0)
+        passed = p_value >= rule.alpha
     return {
+        "mode": rule.mode,
         "auc_candidate": auc_candidate,
         "auc_champion": auc_champion,
         "difference": difference,
         "se": se,
         "tolerance": rule.tolerance,
+        "min_gain": rule.min_gain,
+        "significant": rule.significant,
         "alpha": rule.alpha,
         "p_value": p_value,
-        "passed": p_value >= rule.alpha,
+        "passed": passed,
     }
 
 
-def evaluate_gate(
+def _champion_checks(champion: dict[str, Any]) -> list[GateCheck]:
+    if champion.get("mode") == "improve":
+        checks = [
+            _check(
+                "champion_auc_gain", champion["difference"], champion["min_gain"], "min", "champion"
+            )
+        ]
+        checks[0].passed = champion["difference"] > champion["min_gain"]
+        if champion["significant"]:
+            checks.append(
+                _check(
+                    "champion_gain_p_value",
+                    champion["p_value"],
+                    champion["alpha"],
+                    "max",
+                    "champion",
+                )
+            )
+            checks[-1].passed = champion["p_value"] < champion["alpha"]
+        return checks
+    return [_check("champion_p_value", champion["p_value"], champion["alpha"], "min", "champion")]
+
+
+def evaluate_gate(  # noqa: PLR0913 - what a candidate is judged on, one argument per part
     profile: GateProfile,
     metrics: dict[str, float],
     fairness: list[dict[str, Any]],
     monotonicity: list[dict[str, Any]],
     champion: dict[str, Any] | None = None,
+    drift_psi: dict[str, float] | None = None,
 ) -> GateResult:
-    """Apply every threshold of ``profile``."""
+    """Apply every threshold of ``profile``; ``drift_psi`` is the PSI per feature of the
+    candidate's test data against its reference, for the profile's drift rule."""
     checks: list[GateCheck] = []
     for name, threshold in profile.metrics.min.items():
         checks.append(_check(name, metrics.get(name), threshold, "min", "performance"))
@@ -166,9 +225,12 @@ def evaluate_gate(
                 )
             )
     if champion is not None:
-        checks.append(
-            _check("champion_p_value", champion["p_value"], champion["alpha"], "min", "champion")
-        )
+        checks += _champion_checks(champion)
+    if profile.drift is not None and drift_psi is not None:
+        for feature, psi in sorted(drift_psi.items()):
+            checks.append(
+                _check("test_data_psi", psi, profile.drift.max_psi, "max", "drift", feature)
+            )
     return GateResult(
         profile=profile.name,
         passed=all(c.passed for c in checks),

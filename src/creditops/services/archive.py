@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.errors import InvalidInputError
 from creditops.store.admin_repositories import AuditRepository
-from creditops.store.repositories import DecisionRepository
-from creditops.store.tables import DecisionRow
+from creditops.store.repositories import DecisionRepository, OutcomeRepository
+from creditops.store.tables import DecisionRow, OutcomeRow
 
 
 def decision_dict(row: DecisionRow) -> dict[str, Any]:
@@ -56,12 +56,20 @@ _EXPORT_FIELDS = (
 )
 
 
+# The observed outcome beside each decision, so that a training set can be rebuilt by hand.
+_OUTCOME_FIELDS = ("defaulted", "outcome_at")
+
+
 def _export_rows(
-    rows: Sequence[DecisionRow], columns: Mapping[str, bool]
+    rows: Sequence[DecisionRow], columns: Mapping[str, bool], outcomes: Mapping[str, OutcomeRow]
 ) -> Iterator[dict[str, Any]]:
-    """Flat rows with a fixed set of input columns (numeric ones as floats, others as text)."""
+    """Flat rows with a fixed set of input columns (numeric ones as floats, others as text)
+    and the outcome, where one was recorded."""
     for row in rows:
         flat: dict[str, Any] = {name: getattr(row, name) for name in _EXPORT_FIELDS}
+        outcome = outcomes.get(row.decision_id)
+        flat["defaulted"] = outcome.defaulted if outcome else None
+        flat["outcome_at"] = outcome.observed_at if outcome else None
         for i in range(4):
             reason = row.reasons[i] if i < len(row.reasons) else None
             flat[f"reason_{i + 1}"] = reason["code"] if reason else None
@@ -142,6 +150,7 @@ def _write_export(sessions: sessionmaker[Session], request: ExportRequest, path:
     columns = _input_columns(sessions, since, model, chunk_size)
     names = [
         *_EXPORT_FIELDS,
+        *_OUTCOME_FIELDS,
         *(f"reason_{i}" for i in range(1, 5)),
         *(f"input_{k}" for k in columns),
     ]
@@ -150,7 +159,8 @@ def _write_export(sessions: sessionmaker[Session], request: ExportRequest, path:
     schema: Any = None
     with sessions() as session:
         for chunk in DecisionRepository(session).iter_since(since, model, chunk_size):
-            frame = pd.DataFrame(list(_export_rows(chunk, columns)), columns=names)
+            outcomes = OutcomeRepository(session).for_decisions([r.decision_id for r in chunk])
+            frame = pd.DataFrame(list(_export_rows(chunk, columns, outcomes)), columns=names)
             if request.fmt == "csv":
                 frame = frame.map(neutralise_formula)
                 frame.to_csv(path, mode="w" if total == 0 else "a", header=total == 0, index=False)
@@ -194,6 +204,10 @@ def _parquet_schema(inferred: Any, columns: Mapping[str, bool]) -> Any:
         key = f.name.removeprefix("input_")
         if f.name.startswith("input_") and key in columns:
             fields.append(pa.field(f.name, pa.float64() if columns[key] else pa.string()))
+        elif f.name == "defaulted":
+            fields.append(pa.field(f.name, pa.bool_()))
+        elif f.name == "outcome_at":
+            fields.append(pa.field(f.name, pa.timestamp("us", tz="UTC")))
         elif f.name.startswith("reason_") or pa.types.is_null(f.type):
             fields.append(pa.field(f.name, pa.string()))
         else:

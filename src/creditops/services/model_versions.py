@@ -16,6 +16,7 @@ from creditops.services.context import AppContext
 
 ALIASES = ("staging", "production")
 TEST_SET_ARTIFACT = "evaluation/test_set.parquet"
+SETTINGS_ARTIFACT = "spec/training_settings.json"  # the resolved training settings
 
 
 @dataclass(frozen=True)

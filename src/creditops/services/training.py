@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -10,10 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from creditops.domain.policy import load_policy
+from creditops.domain.policy import DecisionPolicy, load_policy
 from creditops.errors import InvalidInputError
-from creditops.features.dataset import load_training_data
-from creditops.features.spec import load_spec
+from creditops.features.dataset import TrainingData, load_training_data
+from creditops.features.spec import Spec, load_spec
 from creditops.modeling.bundle import Algorithm
 from creditops.modeling.calibration import CalibrationMethod
 from creditops.modeling.evaluation import Evaluation, json_safe
@@ -21,7 +22,7 @@ from creditops.modeling.training import Progress, TrainingResult, TrainOptions, 
 from creditops.registry.records import RegisteredVersion, RegistrationRequest
 from creditops.reporting.model_report import ModelReportData, render_model_report
 from creditops.services.context import AppContext, git_commit
-from creditops.services.model_versions import TEST_SET_ARTIFACT
+from creditops.services.model_versions import SETTINGS_ARTIFACT, TEST_SET_ARTIFACT
 
 
 @dataclass(frozen=True)
@@ -160,41 +161,75 @@ def build_report_data(
     )
 
 
+@dataclass
+class TrainedVersion:
+    """A model trained and evaluated in memory, not registered yet: what it was trained
+    on, with which settings, and its lineage tags."""
+
+    name: str
+    request: TrainRequest
+    data: TrainingData
+    result: TrainingResult
+    settings: dict[str, Any]  # the resolved training settings (training_settings.json)
+    lineage: dict[str, str]
+    artifacts: dict[str, Path] = field(default_factory=dict)  # more files for the run
+
+
 def train_and_register(
     ctx: AppContext, request: TrainRequest, progress: Progress | None = None
 ) -> TrainOutcome:
     """Read the data, train and evaluate, register the version with its lineage and
     artefacts, and write its evaluation report."""
     say = progress or (lambda _msg: None)
+    return register_version(ctx, train_version(ctx, request, say), say)
+
+
+def train_version(
+    ctx: AppContext,
+    request: TrainRequest,
+    say: Progress,
+    settings: dict[str, Any] | None = None,
+) -> TrainedVersion:
+    """Read the data and train; ``settings`` (a version's training_settings.json) replaces
+    the request's and the configured choices, so that a retraining repeats them exactly."""
     spec = load_spec(request.spec_path)
     name = request.name or spec.name
     if not name:
         raise InvalidInputError(
             "a model name is needed: pass --name or set name: in the spec", field="name"
         )
-    defaults = ctx.settings.training
-    max_dirty = (
-        spec.max_dirty_share if spec.max_dirty_share is not None else defaults.max_dirty_share
-    )
+    resolved = settings or training_settings(ctx, request, spec)
     say(f"reading {request.data_path.name}")
-    data = load_training_data(request.data_path, spec, max_dirty_share=max_dirty)
+    data = load_training_data(
+        request.data_path, spec, max_dirty_share=float(resolved["max_dirty_share"])
+    )
     for warning in data.warnings:
         say(f"warning: {warning}")
-    result = train_model(data, spec, _options(ctx, request), progress=say)
+    result = train_model(data, spec, options_from_settings(resolved), progress=say)
     lineage = {
         "data_sha256": data.data_sha256,
+        "data_path": str(request.data_path.resolve()),
         "spec_sha256": spec.sha256(),
+        "settings_sha256": canonical_sha256(resolved),
         "bundle_sha256": result.bundle.sha256(),
         "git_commit": git_commit(),
-        "algorithm": request.algorithm,
+        "algorithm": str(resolved["algorithm"]),
         "policy_version": str(result.bundle.policy["version"]),
         "creditops_version": _version(),
     }
+    return TrainedVersion(name, request, data, result, resolved, lineage)
+
+
+def register_version(
+    ctx: AppContext, trained: TrainedVersion, say: Progress, tags: dict[str, str] | None = None
+) -> TrainOutcome:
+    """Register a trained version (lineage plus ``tags``) with its artefacts and report."""
     say("registering in MLflow")
-    registered, report = _register(ctx, name, request, result, lineage, say)
-    evaluation = result.evaluation
+    lineage = {**trained.lineage, **(tags or {})}
+    registered, report = _register(ctx, trained, lineage, say)
+    evaluation = trained.result.evaluation
     return TrainOutcome(
-        name=name,
+        name=trained.name,
         version=registered.version,
         run_id=registered.run_id,
         model_uri=registered.model_uri,
@@ -206,8 +241,49 @@ def train_and_register(
         else None,
         uncalibrated_metrics=json_safe(evaluation.uncalibrated_metrics),
         report=report,
-        warnings=data.warnings,
+        warnings=trained.data.warnings,
     )
+
+
+def training_settings(ctx: AppContext, request: TrainRequest, spec: Spec) -> dict[str, Any]:
+    """Every choice that shapes a training run besides the spec and the data, resolved from
+    the request over the configured defaults: hashed into ``settings_sha256`` and stored
+    with the version (training_settings.json)."""
+    options = _options(ctx, request)
+    defaults = ctx.settings.training
+    max_dirty = (
+        spec.max_dirty_share if spec.max_dirty_share is not None else defaults.max_dirty_share
+    )
+    return {
+        "algorithm": options.algorithm,
+        "seed": options.seed,
+        "test_share": options.test_share,
+        "calibration_share": options.calibration_share,
+        "calibration_method": options.calibration_method,
+        "policy": options.policy.model_dump(mode="json") if options.policy else None,
+        "tune_trials": options.tune_trials,
+        "tune_timeout_s": options.tune_timeout_s,
+        "max_dirty_share": max_dirty,
+    }
+
+
+def options_from_settings(settings: dict[str, Any]) -> TrainOptions:
+    policy = settings.get("policy")
+    return TrainOptions(
+        algorithm=settings["algorithm"],
+        seed=int(settings["seed"]),
+        test_share=float(settings["test_share"]),
+        calibration_share=float(settings["calibration_share"]),
+        calibration_method=settings["calibration_method"],
+        policy=DecisionPolicy.model_validate(policy) if policy else None,
+        tune_trials=int(settings["tune_trials"]),
+        tune_timeout_s=settings.get("tune_timeout_s"),
+    )
+
+
+def canonical_sha256(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _options(ctx: AppContext, request: TrainRequest) -> TrainOptions:
@@ -225,16 +301,12 @@ def _options(ctx: AppContext, request: TrainRequest) -> TrainOptions:
     )
 
 
-def _register(  # noqa: PLR0913 - one trained result and where it goes
-    ctx: AppContext,
-    name: str,
-    request: TrainRequest,
-    result: TrainingResult,
-    lineage: dict[str, str],
-    say: Progress,
+def _register(
+    ctx: AppContext, trained: TrainedVersion, lineage: dict[str, str], say: Progress
 ) -> tuple[RegisteredVersion, Path]:
     """Register the bundle with its params, metrics, lineage tags and artefacts (spec,
-    evaluation, test split), then write and attach the evaluation report."""
+    training settings, evaluation, test split), then write and attach the report."""
+    result, request, name = trained.result, trained.request, trained.name
     evaluation = result.evaluation
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -242,6 +314,8 @@ def _register(  # noqa: PLR0913 - one trained result and where it goes
         bundle_sha = result.bundle.save(bundle_path)
         spec_copy = work / "spec.yaml"
         shutil.copyfile(request.spec_path, spec_copy)
+        settings_path = work / "training_settings.json"
+        settings_path.write_text(json.dumps(trained.settings, indent=2, sort_keys=True))
         evaluation_path = work / "evaluation.json"
         evaluation_path.write_text(json.dumps(evaluation_json(evaluation), indent=2, default=str))
         test_path = work / "test_set.parquet"
@@ -256,16 +330,18 @@ def _register(  # noqa: PLR0913 - one trained result and where it goes
                 tags=lineage,
                 artifacts={
                     "spec/spec.yaml": spec_copy,
+                    SETTINGS_ARTIFACT: settings_path,
                     "evaluation/evaluation.json": evaluation_path,
                     TEST_SET_ARTIFACT: test_path,
+                    **trained.artifacts,
                 },
-                description=f"{request.algorithm} model trained on {request.data_path.name}",
+                description=f"{lineage['algorithm']} model trained on {request.data_path.name}",
             )
         )
         say("writing the evaluation report")
         report = ctx.reports_dir / name / f"v{registered.version}" / "evaluation.html"
         title = f"Evaluation report: {name} v{registered.version}"
-        subject = ReportSubject(title, name, registered.version, request.algorithm, lineage)
+        subject = ReportSubject(title, name, registered.version, lineage["algorithm"], lineage)
         render_model_report(
             build_report_data(subject, evaluation, notes=tuple(result.warnings)), report
         )

@@ -14,6 +14,7 @@ from creditops.features.dataset import TrainingData
 from creditops.modeling.bundle import ScoringModel
 from creditops.modeling.evaluation import Evaluation, evaluate_model
 from creditops.modeling.gate import (
+    GateProfile,
     GateResult,
     champion_comparison,
     evaluate_gate,
@@ -21,9 +22,10 @@ from creditops.modeling.gate import (
 )
 from creditops.modeling.lgbm import check_monotone
 from creditops.modeling.metrics import delong_test
+from creditops.monitoring.drift.binned import drift_from_profile
 from creditops.reporting.model_report import render_model_report
 from creditops.services.context import AppContext
-from creditops.services.model_versions import load_model, load_test_set
+from creditops.services.model_versions import LoadedModel, load_model, load_test_set
 from creditops.services.training import ReportSubject, build_report_data
 
 MONOTONE_SAMPLE_ROWS = 200
@@ -73,6 +75,52 @@ def evaluate_on_test_set(model: ScoringModel, test: pd.DataFrame, seed: int) -> 
     return evaluation
 
 
+@dataclass
+class Judgement:
+    """A candidate through the gate: the verdict, its evaluation on the rows it was judged
+    on, and the champion comparison (None without a champion)."""
+
+    result: GateResult
+    evaluation: Evaluation
+    champion: dict[str, Any] | None
+
+
+def judge(
+    model: ScoringModel,
+    holdout: pd.DataFrame,
+    profile: GateProfile,
+    champion: LoadedModel | None,
+    own_test: pd.DataFrame,
+) -> Judgement:
+    """Score ``holdout`` (features and a 0/1 target) with the candidate and the champion,
+    apply the profile; its drift rule compares the candidate's own test split
+    (``own_test``) with its training reference."""
+    seed = int(model.bundle.training.get("seed", 0))
+    evaluation = evaluate_on_test_set(model, holdout, seed)
+    comparison = None
+    if profile.champion.enabled and champion is not None:
+        target = model.spec.target.column
+        x_champion = champion.model.encoder.transform(holdout.drop(columns=[target]))
+        pd_champion = champion.model.predict_pd(x_champion)
+        paired = delong_test(evaluation.y_test, evaluation.pd_test, pd_champion)
+        comparison = champion_comparison(paired.auc_a, paired.auc_b, paired.se, profile.champion)
+        comparison["version"] = champion.info.version
+    drift_psi = None
+    if profile.drift is not None:
+        features = list(model.spec.features)
+        drift = drift_from_profile(model.bundle.reference_profile, own_test[features])
+        drift_psi = {f.feature: f.psi for f in drift.features}
+    result = evaluate_gate(
+        profile,
+        evaluation.metrics,
+        evaluation.fairness,
+        evaluation.monotonicity,
+        comparison,
+        drift_psi,
+    )
+    return Judgement(result, evaluation, comparison)
+
+
 def validate(
     ctx: AppContext, name: str, ref: str | None, profile_ref: str | None
 ) -> ValidationOutcome:
@@ -85,25 +133,12 @@ def validate(
     version = candidate.info.version
     profile = load_gate_profile(profile_ref or candidate.info.tags.get("gate_profile", "default"))
     test = load_test_set(ctx, name, version)
-    seed = int(candidate.model.bundle.training.get("seed", 0))
-    evaluation = evaluate_on_test_set(candidate.model, test, seed)
-
-    champion = None
     production = registry.find_alias(name, "production")
+    incumbent = None
     if profile.champion.enabled and production is not None and production.version != version:
         incumbent = load_model(ctx, name, production.version)
-        target = candidate.model.spec.target.column
-        x_champion = incumbent.model.encoder.transform(test.drop(columns=[target]))
-        pd_champion = incumbent.model.predict_pd(x_champion)
-        comparison = delong_test(evaluation.y_test, evaluation.pd_test, pd_champion)
-        champion = champion_comparison(
-            comparison.auc_a, comparison.auc_b, comparison.se, profile.champion
-        )
-        champion["version"] = production.version
-
-    result = evaluate_gate(
-        profile, evaluation.metrics, evaluation.fairness, evaluation.monotonicity, champion
-    )
+    verdict = judge(candidate.model, test, profile, incumbent, test)
+    result, evaluation, champion = verdict.result, verdict.evaluation, verdict.champion
     now = datetime.now(UTC).isoformat(timespec="seconds")
     registry.set_version_tags(
         name,

@@ -16,7 +16,7 @@ state in :mod:`creditops.store.monitoring_repositories`.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -171,6 +171,13 @@ class OutcomeRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def for_decisions(self, decision_ids: Sequence[str]) -> dict[str, OutcomeRow]:
+        """The outcomes recorded for these decisions, by decision id."""
+        if not decision_ids:
+            return {}
+        query = select(OutcomeRow).where(OutcomeRow.decision_id.in_(list(decision_ids)))
+        return {row.decision_id: row for row in self.session.scalars(query)}
+
     def get(self, decision_id: str) -> OutcomeRow | None:
         return self.session.get(OutcomeRow, decision_id)
 
@@ -304,6 +311,29 @@ class LabelledWindowRepository:
             .limit(limit)
         )
         return [(d, o) for d, o in self.session.execute(query).tuples()]
+
+    def _matured(self, model: str, since: datetime | None, until: datetime) -> Select[Any]:
+        query: Select[Any] = (
+            select(DecisionRow, OutcomeRow)  # type: ignore[assignment]
+            .join(OutcomeRow, OutcomeRow.decision_id == DecisionRow.decision_id)
+            .where(DecisionRow.model_name == model, DecisionRow.created_at <= until)
+        )
+        if since is not None:
+            query = query.where(DecisionRow.created_at >= since)
+        return query
+
+    def matured(
+        self, model: str, since: datetime | None, until: datetime
+    ) -> builtins.list[tuple[DecisionRow, OutcomeRow]]:
+        """Labelled decisions made between ``since`` and ``until``, oldest first."""
+        query = self._matured(model, since, until).order_by(
+            DecisionRow.created_at, DecisionRow.decision_id
+        )
+        return [(d, o) for d, o in self.session.execute(query).tuples()]
+
+    def count_matured(self, model: str, since: datetime | None, until: datetime) -> int:
+        inner = self._matured(model, since, until).subquery()
+        return int(self.session.scalar(select(func.count()).select_from(inner)) or 0)
 
     def count_unlabelled(self, model: str, since: datetime | None = None) -> int:
         query = (

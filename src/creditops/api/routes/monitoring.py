@@ -31,7 +31,7 @@ from creditops.api.schemas import (
 )
 from creditops.domain.windows import parse_since
 from creditops.monitoring.performance import PerformanceConfig
-from creditops.services import monitoring
+from creditops.services import monitoring, retraining
 
 STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 ReportId = Annotated[str, Path(min_length=1, max_length=64)]
@@ -111,12 +111,19 @@ async def performance_drift(body: PerformanceRequest, state: StateDep) -> Perfor
     "/v1/drift/check-and-retrain", operation_id="check_and_retrain", responses=_report_link("check")
 )
 async def check_and_retrain(body: WindowRequest, state: StateDep) -> CheckAndRetrainResponse:
-    """Every check; says whether retraining should be triggered and why."""
+    """Every check, then the retraining triggers: when one holds, a retraining job is
+    queued (the worker runs it) and its id is in the answer."""
     outcome = await _run(body, monitoring.ALL_CHECKS, state)
+    triggered = await state.slow.run(
+        retraining.act_on_triggers, state.ctx, state.sessions, body.model, outcome.results
+    )
+    queued = [t.job_id for t in triggered if t.job_id]
     return CheckAndRetrainResponse(
         **outcome.summary(),
         results=outcome.results,
         alerts=[DeliveryResponse(**d) for d in outcome.deliveries],
+        retraining=[t.to_dict() for t in triggered],
+        job_id=queued[0] if queued else None,
     )
 
 
