@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from sqlalchemy.exc import IntegrityError as DatabaseIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.alerts.episodes import Alert
@@ -124,20 +125,21 @@ def request_retrain(  # noqa: PLR0913 - who asks, for what, and why
     running, or (without ``force``) the cool-down after the last finished job holds."""
     settings = ctx.settings.retrain.for_model(model)
     now = datetime.now(UTC)
-    with sessions.begin() as session:
-        jobs = JobRepository(session)
-        active = jobs.active(model)
-        detail, job_id = "", None
-        if active is not None:
-            detail = f"job {active.job_id} is {active.state}"
-        elif not force and (last := jobs.last_finished(model)) is not None:
-            until = (last.finished_at or now) + timedelta(hours=settings.cooldown_hours)
-            if now < until:
-                detail = f"cool-down after job {last.job_id} until {until.isoformat()}"
-        if not detail:
-            job_id = str(uuid.uuid4())
-            jobs.add(_new_job(job_id, model, trigger, requested_by, force, now))
-    if job_id is not None and not _stored(sessions, job_id):
+    detail, job_id = "", None
+    try:
+        with sessions.begin() as session:
+            jobs = JobRepository(session)
+            active = jobs.active(model)
+            if active is not None:
+                detail = f"job {active.job_id} is {active.state}"
+            elif not force and (last := jobs.last_finished(model)) is not None:
+                until = (last.finished_at or now) + timedelta(hours=settings.cooldown_hours)
+                if now < until:
+                    detail = f"cool-down after job {last.job_id} until {until.isoformat()}"
+            if not detail:
+                job_id = str(uuid.uuid4())
+                jobs.add(_new_job(job_id, model, trigger, requested_by, force, now))
+    except DatabaseIntegrityError:  # uq_jobs_active_model: another process queued one first
         job_id, detail = None, "another process queued a job of this model at the same time"
     outcome = "job_queued" if job_id else "debounced"
     _record(sessions, model, trigger, outcome, detail, job_id)
@@ -167,11 +169,6 @@ def _new_job(  # noqa: PLR0913 - the columns of one new row
         result={},
         log=f"{now.isoformat()} queued by {requested_by}: {trigger.reason}\n",
     )
-
-
-def _stored(sessions: sessionmaker[Session], job_id: str) -> bool:
-    with sessions() as session:
-        return JobRepository(session).get(job_id) is not None
 
 
 def _record(  # noqa: PLR0913 - the columns of one trigger row

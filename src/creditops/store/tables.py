@@ -26,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -231,6 +232,14 @@ class JobRow(Base):
     __table_args__ = (
         Index("ix_jobs_model_name_created_at", "model_name", "created_at"),
         Index("ix_jobs_state", "state"),
+        # At most one queued or running job per model, whatever number of processes ask.
+        Index(
+            "uq_jobs_active_model",
+            "model_name",
+            unique=True,
+            sqlite_where=text("state IN ('queued', 'running')"),
+            postgresql_where=text("state IN ('queued', 'running')"),
+        ),
     )
 
     job_id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -51,6 +51,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_jobs_model_name_created_at", "jobs", ["model_name", "created_at"])
     op.create_index("ix_jobs_state", "jobs", ["state"])
+    active = sa.text("state IN ('queued', 'running')")
+    op.create_index(
+        "uq_jobs_active_model",
+        "jobs",
+        ["model_name"],
+        unique=True,
+        sqlite_where=active,
+        postgresql_where=active,
+    )
     op.create_table(
         "retrain_triggers",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -70,6 +79,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_retrain_triggers_model_name_at", table_name="retrain_triggers")
     op.drop_table("retrain_triggers")
+    op.drop_index("uq_jobs_active_model", table_name="jobs")
     op.drop_index("ix_jobs_state", table_name="jobs")
     op.drop_index("ix_jobs_model_name_created_at", table_name="jobs")
     op.drop_table("jobs")
