@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -385,7 +386,7 @@ class JobRun:
 
     def say(self, stage: str, line: str = "") -> None:
         """Progress: the stage and a log line; raises when a cancellation was asked for."""
-        text = f"{datetime.now(UTC).isoformat(timespec='seconds')} [{stage}] {line}".rstrip()
+        text = f"{datetime.now(UTC).isoformat(timespec='milliseconds')} [{stage}] {line}".rstrip()
         with self.sessions.begin() as session:
             cancel = JobRepository(session).set_stage(self.job["job_id"], stage, text)
         if cancel:
@@ -407,10 +408,13 @@ class JobRun:
             self._finish("failed", {"reason": reason}, reason)
         else:
             self._finish("succeeded", result, result.get("summary", "done"))
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
 
     def _finish(self, state: str, result: dict[str, Any], line: str) -> None:
+        stamped = f"{datetime.now(UTC).isoformat(timespec='milliseconds')} [{state}] {line}"
         with self.sessions.begin() as session:
-            JobRepository(session).finish(self.job["job_id"], state, result, line)
+            JobRepository(session).finish(self.job["job_id"], state, result, stamped)
         if state != "cancelled":
             event = (
                 "failed" if state == "failed" or result.get("gate_passed") is False else "passed"
