@@ -95,5 +95,13 @@ def train_demo_model(home: Path, **settings: Any) -> str:
             policy_path=data / "policies/taiwan.yaml",
         ),
     )
-    promote(ctx, "taiwan", outcome.version, "production", force=True)
+    promote(
+        ctx,
+        "taiwan",
+        outcome.version,
+        "production",
+        force=True,
+        reason="test fixture",
+        actor="tests",
+    )
     return outcome.version

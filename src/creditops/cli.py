@@ -26,6 +26,7 @@ from creditops.cli_support import (
     print_json,
     progress,
     run,
+    sessions,
 )
 from creditops.errors import InvalidInputError
 from creditops.settings import get_settings
@@ -179,19 +180,57 @@ def models_promote(
     name: NameOpt,
     version: Annotated[str, typer.Option(help="Version to promote.")],
     to: Annotated[str, typer.Option("--to", help="staging or production.")],
-    force: Annotated[bool, typer.Option(help="Promote even without a passed gate.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Promote without a passed gate (needs --reason; recorded).")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")] = "",
     as_json: JsonOpt = False,
 ) -> None:
-    """Point the staging or production alias at a version."""
-    from creditops.services.model_versions import promote
+    """Point the staging or production alias at a version (directly, no deployment: the
+    serving processes follow within their reload interval)."""
+    from creditops.services.access import cli_actor
+    from creditops.services.deployments import promote_alias
 
     ctx = context()
-    info = run(lambda: promote(ctx, name, version, to, force=force))
+    info = run(
+        lambda: promote_alias(
+            ctx, sessions(), name, version, to, force=force, reason=reason, actor=cli_actor()
+        )
+    )
     if as_json:
         print_json({"name": info.name, "version": info.version, "aliases": list(info.aliases)})
     else:
         out.print(
             f"{info.name} version {info.version} is now {to} (aliases: {', '.join(info.aliases)})"
+        )
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: NameOpt,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")],
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="A version (default: the previous production version)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Back to the previous production version: a deployment in progress is rolled back,
+    else the production alias moves back to the version the last deployment replaced."""
+    from creditops.services.access import cli_actor
+    from creditops.services.deployments import rollback
+
+    result = run(lambda: rollback(context(), sessions(), name, cli_actor(), reason, to))
+    if as_json:
+        print_json(result)
+    elif "deployment_id" in result:
+        out.print(
+            f"{name}: deployment {result['deployment_id']} rolled back; "
+            f"v{result['stable_version']} answers everything"
+        )
+    else:
+        out.print(
+            f"{name}: production is v{result['to_version']} again (was v{result['from_version']})"
         )
 
 

@@ -32,6 +32,11 @@ keys_app = typer.Typer(help="API keys for the decision service.", no_args_is_hel
 decisions_app = typer.Typer(help="The decision log: export and retention.", no_args_is_help=True)
 db_app = typer.Typer(help="The service database.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Background jobs (retraining) run by the worker.", no_args_is_help=True)
+deploy_app = typer.Typer(
+    help="Deployments: start one (immediate, canary, blue_green, shadow, rolling), follow, "
+    "pause, resume or abort it. The worker drives them.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -40,6 +45,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(decisions_app, name="decisions")
     app.add_typer(db_app, name="db")
     app.add_typer(jobs_app, name="jobs")
+    app.add_typer(deploy_app, name="deploy")
     app.command()(retrain)
     app.command()(serve)
     app.command()(drift)
@@ -183,6 +189,114 @@ def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
         out.print(f"job {job_id} cancelled")
     else:
         out.print(f"job {job_id} is {job['state']}: it stops at its next stage")
+
+
+@deploy_app.command("start")
+def deploy_start(
+    name: Annotated[str, typer.Option("--name", "-n", help="Model name.")],
+    version: Annotated[str, typer.Option(help="The candidate version.")],
+    strategy: Annotated[
+        str, typer.Option(help="immediate, canary, blue_green, shadow or rolling.")
+    ] = "canary",
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+    steps: Annotated[str | None, typer.Option(help="Canary shares, e.g. 0.05,0.25,0.5,1.")] = None,
+    step_interval: Annotated[
+        float | None, typer.Option("--step-interval", help="Seconds per canary step.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a deployment of a validated version next to the production one."""
+    from creditops.services.access import cli_actor
+    from creditops.services.deployments import DeployRequest, start
+
+    shares = None
+    if steps:
+        try:
+            shares = [float(s) for s in steps.split(",")]
+        except ValueError:
+            raise fail(
+                InvalidInputError(
+                    f"--steps must be numbers separated by commas; got {steps!r}", field="steps"
+                )
+            ) from None
+    request = DeployRequest(name, version, strategy, reason, shares, step_interval)
+    row = run(lambda: start(context(), sessions(), request, cli_actor()))
+    if as_json:
+        print_json(row)
+        return
+    out.print(
+        f"deployment {row['deployment_id']}: {row['model']} v{row['candidate_version']} "
+        f"({row['strategy']}) next to v{row['stable_version']}, {row['state']}; "
+        "the worker drives it (`creditops deploy status`)"
+    )
+
+
+@deploy_app.command("status")
+def deploy_status(
+    deployment_id: Annotated[
+        str | None, typer.Argument(help="A deployment id (default: the list).")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Only this model.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deployments, newest first, or one with its history."""
+    from creditops.services.deployments import get, list_deployments
+
+    if deployment_id is not None:
+        row = run(lambda: get(sessions(), deployment_id))
+        if as_json:
+            print_json(row)
+            return
+        out.print(
+            f"{row['model']}: v{row['stable_version']} -> v{row['candidate_version']} "
+            f"({row['strategy']}), {row['state']}, candidate share {row['traffic_share']:.0%}"
+        )
+        for event in row["history"]:
+            when, what, who = event["at"][:19], event["event"], event["actor"]
+            out.print(f"  {when}  {what:<12} {who:<14} {event.get('detail', '')}")
+        return
+    rows = run(lambda: list_deployments(sessions(), name, 20, 0))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title="Deployments")
+    for column in ("id", "model", "strategy", "stable", "candidate", "share", "state", "created"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["deployment_id"][:8],
+            row["model"],
+            row["strategy"],
+            str(row["stable_version"] or "-"),
+            row["candidate_version"],
+            f"{row['traffic_share']:.0%}",
+            row["state"],
+            (row["created_at"] or "")[:19],
+        )
+    out.print(table)
+
+
+def _deploy_action(action: str) -> Any:
+    def command(
+        deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
+        reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+    ) -> None:
+        from creditops.services.access import cli_actor
+        from creditops.services.deployments import act
+
+        row = run(lambda: act(sessions(), deployment_id, action, cli_actor(), reason))
+        out.print(f"deployment {row['deployment_id']} is {row['state']}")
+
+    command.__doc__ = {
+        "pause": "Pause a deployment: its traffic split stays, its steps stop.",
+        "resume": "Resume a paused deployment.",
+        "abort": "Abort a deployment: the stable version answers everything again.",
+    }[action]
+    return command
+
+
+for _action in ("pause", "resume", "abort"):
+    deploy_app.command(_action)(_deploy_action(_action))
 
 
 @db_app.command("upgrade")

@@ -94,6 +94,13 @@ class ModelVersionNotFoundError(NotFoundError):
         self.version = version
 
 
+class ConflictError(CreditopsError):
+    """The request is valid but the current state forbids it (a deployment already in
+    progress, an action its state does not allow)."""
+
+    code = "conflict"
+
+
 class IntegrityError(CreditopsError):
     """A stored artefact does not match the hash recorded when it was registered."""
 

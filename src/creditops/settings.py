@@ -300,6 +300,72 @@ class RetrainSettings(BaseModel):
         return RetrainSettings.model_validate({**self.model_dump(), **own, "models": {}})
 
 
+class DeploySettings(BaseModel):
+    """Deployments (``docs/deployments.md``): strategies, canary steps and their gate,
+    automatic rollback. The worker drives deployments; each API process follows them."""
+
+    default_strategy: Literal["immediate", "canary", "blue_green", "shadow", "rolling"] = Field(
+        default="immediate", description="Strategy of `POST /v1/models/promote`."
+    )
+    canary_steps: list[float] = Field(
+        default_factory=lambda: [0.05, 0.25, 0.5, 1.0],
+        description="Traffic shares of a canary's steps (the last promotes).",
+    )
+    step_interval_s: float = Field(
+        default=1800.0, ge=0.1, description="Time on each canary step before its gate."
+    )
+    evaluate_interval_s: float = Field(
+        default=10.0,
+        ge=0.1,
+        description="How often the worker looks at deployments in progress (health, error "
+        "rate and latency roll back within one such interval).",
+    )
+    keep_warm_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How long each API process keeps the previous version loaded after a "
+        "switch, for an instant rollback.",
+    )
+    ready_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A candidate not loaded and healthy in every serving process within "
+        "this time is rolled back.",
+    )
+    process_stale_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A serving process not heard from for this long is no longer waited for.",
+    )
+    shadow_queue: int = Field(
+        default=2048,
+        ge=0,
+        description="Shadow decisions that may wait to be scored; beyond, they are dropped "
+        "(counted) so that the shadow never slows the answers.",
+    )
+    max_error_rate: float = Field(default=0.10, ge=0, le=1, description="Candidate errors.")
+    max_p99_latency_ms: float = Field(default=250.0, gt=0, description="Candidate p99 latency.")
+    max_pd_psi: float = Field(default=0.25, ge=0, description="PSI of PDs, candidate vs stable.")
+    max_pd_ks: float = Field(default=0.25, ge=0, le=1, description="KS of PDs, same arms.")
+    max_approval_rate_diff: float = Field(
+        default=0.10, ge=0, le=1, description="Largest approval-rate difference of the arms."
+    )
+    min_fairness_ratio: float = Field(
+        default=0.8, ge=0, le=1, description="Disparate impact ratio floor per attribute."
+    )
+    max_fairness_drop: float = Field(
+        default=0.05, ge=0, le=1, description="Tolerated ratio drop against the stable arm."
+    )
+    min_decisions: int = Field(
+        default=200, ge=1, description="Decisions per arm before a step is judged."
+    )
+    inject_faults: list[str] = Field(
+        default_factory=list,
+        description="Testing only: 'model:version' entries whose scoring raises, to prove "
+        "the automatic rollback.",
+    )
+
+
 class Settings(BaseSettings):
     """Root settings of creditops."""
 
@@ -327,6 +393,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod

@@ -1,5 +1,6 @@
 """``creditops worker``: the background process: scheduled monitoring checks, the
-retraining triggers they feed, and the jobs those queue.
+retraining triggers they feed, the jobs those queue, and the deployments in progress
+(driven on a thread of their own every ``deploy.evaluate_interval_s``).
 
 Each tick it looks at every model with a production alias and runs its checks when they are
 due: every ``every_hours`` hours or after ``every_predictions`` new logged decisions,
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.errors import CreditopsError
 from creditops.services.context import AppContext, make_home_private
+from creditops.services.deployments import drive
 from creditops.services.monitoring import CheckRequest, run_checks
 from creditops.services.retraining import act_on_triggers, run_pending_job
 from creditops.settings import Settings
@@ -148,6 +150,33 @@ def run_jobs(ctx: AppContext, sessions: sessionmaker[Session], engine: Engine) -
         return run_pending_job(ctx, sessions)
 
 
+DEPLOY_LOCK_ID = 0x64706C79  # "dply"
+
+
+def drive_deployments(
+    ctx: AppContext, sessions: sessionmaker[Session], engine: Engine
+) -> list[str]:
+    """One pass over the deployments in progress, if this process holds the deployment
+    lock (one driver at a time, however many workers run)."""
+    with scheduler_lock(engine, ctx.settings, "deployments", DEPLOY_LOCK_ID) as holder:
+        if not holder:
+            return []
+        return drive(ctx, sessions)
+
+
+def _deployment_loop(
+    ctx: AppContext, sessions: sessionmaker[Session], engine: Engine, stop: threading.Event
+) -> None:
+    """Deployments are driven on their own thread, so that a long retraining job in the
+    main loop never delays a rollback by more than one evaluation interval."""
+    while not stop.is_set():
+        try:
+            drive_deployments(ctx, sessions, engine)
+        except Exception:  # keep driving: the next interval tries again
+            log.exception("driving deployments failed")
+        stop.wait(ctx.settings.deploy.evaluate_interval_s)
+
+
 def run_worker(settings: Settings, *, once: bool = False) -> None:
     """Run until SIGTERM/SIGINT (or one tick with ``once``)."""
     make_home_private(settings)
@@ -160,6 +189,14 @@ def run_worker(settings: Settings, *, once: bool = False) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     log.warning("creditops worker started (tick %.0fs)", settings.monitor.tick_seconds)
+    driver = None
+    if once:
+        drive_deployments(ctx, sessions, engine)
+    else:
+        driver = threading.Thread(
+            target=_deployment_loop, args=(ctx, sessions, engine, stop), daemon=True
+        )
+        driver.start()
     try:
         while not stop.is_set():
             run_tick(ctx, sessions, engine)
@@ -169,4 +206,7 @@ def run_worker(settings: Settings, *, once: bool = False) -> None:
             if job is None:  # after a job, look for the next one at once
                 stop.wait(settings.monitor.tick_seconds)
     finally:
+        stop.set()
+        if driver is not None:
+            driver.join(timeout=30)
         engine.dispose()

@@ -236,7 +236,6 @@ def test_alias_move_swaps_the_served_version(
     from creditops.api.deps import ApiState
     from creditops.registry.records import RegistrationRequest
     from creditops.services.context import AppContext
-    from creditops.services.serving import refresh_router
 
     ctx = AppContext(Settings(home=served_home))
     bundle = ctx.registry.download_bundle("taiwan", "1", tmp_path)
@@ -254,13 +253,14 @@ def test_alias_move_swaps_the_served_version(
     )
     ctx.registry.set_alias("taiwan", "production", v2.version)
     state: ApiState = client.app.state.api  # type: ignore[attr-defined]
-    changes = refresh_router(state.ctx, state.decisions.router)
-    assert changes == [f"taiwan: now serving v{v2.version} (was v1)"]
+    assert state.follower is not None
+    changes = state.follower.refresh()
+    assert changes == [f"taiwan: serving v{v2.version} (was serving v1)"]
     response = client.post(
         "/v1/models/taiwan/predict", json=applicant(0), headers=auth(keys["predict"])
     )
     assert response.json()["model"]["version"] == v2.version
-    assert refresh_router(state.ctx, state.decisions.router) == []
+    assert state.follower.refresh() == []
 
 
 def test_key_use_is_recorded_and_listed(

@@ -207,9 +207,18 @@ def test_foreign_keys_are_enforced(sessions: sessionmaker[Session]) -> None:
 def test_migrations_up_down_up_match_metadata(url: str) -> None:
     assert current_revision(url) is None
     upgrade_database(url)
-    assert current_revision(url) == head_revision() == "0003"
+    assert current_revision(url) == head_revision() == "0004"
     assert schema_differences(url) == []
 
+    downgrade_database(url, "0003")  # one step back: the deployment tables go
+    assert current_revision(url) == "0003"
+    eng = create_db_engine(url)
+    try:
+        names = set(inspect(eng).get_table_names())
+        assert not {"deployments", "serving_processes", "shadow_decisions"} & names
+        assert "deployment_id" not in {c["name"] for c in inspect(eng).get_columns("decisions")}
+    finally:
+        eng.dispose()
     downgrade_database(url, "0002")  # one step back: the job tables go
     assert current_revision(url) == "0002"
     eng = create_db_engine(url)
@@ -236,7 +245,7 @@ def test_migrations_up_down_up_match_metadata(url: str) -> None:
         eng.dispose()
 
     upgrade_database(url)
-    assert current_revision(url) == "0003"
+    assert current_revision(url) == "0004"
     assert schema_differences(url) == []
     eng = create_db_engine(url)
     try:

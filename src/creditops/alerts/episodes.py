@@ -35,7 +35,13 @@ from typing import Any, Literal, get_args
 from creditops.errors import InvalidInputError
 
 AlertKind = Literal[
-    "data_drift", "prediction_drift", "performance_drift", "fairness", "retraining", "test"
+    "data_drift",
+    "prediction_drift",
+    "performance_drift",
+    "fairness",
+    "retraining",
+    "deployment",
+    "test",
 ]
 # "info" is for event notifications sent directly (a retraining job started or passed);
 # the episode tracker deals in warning and critical only.

@@ -25,18 +25,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from creditops.api.deps import ApiState
 from creditops.api.fastpath import FastRoute, PredictFastPath, read_body, replay_body
 from creditops.api.metrics import ServiceMetrics, build_metrics
-from creditops.api.monitoring_metrics import MonitoringCollector
+from creditops.api.monitoring_metrics import DeploymentCollector, MonitoringCollector
 from creditops.api.offload import SlowLane
 from creditops.api.problems import install_problem_handlers, problem
-from creditops.api.routes import feedback, jobs, keys, models, monitoring, system
+from creditops.api.routes import deployments, feedback, jobs, keys, models, monitoring, system
 from creditops.api.routes.predict import model_routes
 from creditops.api.security import Authenticator
 from creditops.errors import CreditopsError
 from creditops.services.access import find_key
 from creditops.services.context import OWNER_ONLY_UMASK, AppContext, make_home_private
-from creditops.services.decisions import DecisionService, ModelControls
+from creditops.services.decisions import (
+    DecisionService,
+    ModelControls,
+    ShadowScorer,
+    health_check,
+)
+from creditops.services.deployments import latest_per_model, refused_alert
 from creditops.services.monitoring import latest_results
-from creditops.services.serving import ModelRouter, load_router, refresh_router
+from creditops.services.serving import ModelRouter, RouteFollower, load_router
 from creditops.settings import Settings, get_settings
 from creditops.store.decision_log import DecisionLogWriter
 from creditops.store.engine import check_database, create_db_engine, session_factory
@@ -154,31 +160,38 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _watch_aliases(state: ApiState) -> None:
-    """Poll the registry and swap bundles atomically when an alias moves."""
+async def _follow_deployments(state: ApiState, follower: RouteFollower) -> None:
+    """Every reload interval: follow the deployments and the production alias, swap routes
+    atomically, report this process's serving state (``services/serving.RouteFollower``)."""
     interval = state.settings.serve.reload_interval_s
     if interval <= 0:
         return
-    router = state.decisions.router
     while True:
         await asyncio.sleep(interval)
         try:
-            changes = await run_in_threadpool(refresh_router, state.ctx, router)
+            changes = await run_in_threadpool(follower.refresh)
         except CreditopsError as exc:
             log.warning("model refresh failed: %s", exc.message)
+            continue
+        except Exception:  # keep following: the next interval tries again
+            log.exception("model refresh failed")
             continue
         for change in changes:
             log.warning("%s", change)
         if changes:
             state.metrics.model_info.clear()
-            _export_model_info(state.metrics, router)
+            _export_model_info(state.metrics, follower.router)
 
 
 def _export_model_info(metrics: ServiceMetrics, router: ModelRouter) -> None:
-    for slot in router.slots():
-        metrics.model_info.labels(
-            slot.name, slot.version, slot.info.tags.get("bundle_sha256", ""), slot.route
-        ).set(1)
+    for name in router.names():
+        route = router.model_route(name)
+        for slot in (route.stable, route.candidate):
+            if slot is not None:
+                arm = "shadow" if route.shadow and slot is route.candidate else slot.route
+                metrics.model_info.labels(
+                    slot.name, slot.version, slot.info.tags.get("bundle_sha256", ""), arm
+                ).set(1)
 
 
 def _commit_observer(metrics: ServiceMetrics) -> Callable[[int, float], None]:
@@ -189,7 +202,9 @@ def _commit_observer(metrics: ServiceMetrics) -> Callable[[int, float], None]:
     return observe
 
 
-def _build_state(settings: Settings) -> tuple[ApiState, DecisionLogWriter, Engine]:
+def _build_state(
+    settings: Settings,
+) -> tuple[ApiState, DecisionLogWriter, Engine, RouteFollower]:
     """Open the database, start nothing yet: the state every route reaches, the decision log
     writer (started by the lifespan) and the engine (disposed by it)."""
     os.umask(OWNER_ONLY_UMASK)  # the decision log and everything else: owner only
@@ -217,6 +232,16 @@ def _build_state(settings: Settings) -> tuple[ApiState, DecisionLogWriter, Engin
         batch_wait_ms=settings.serve.batch_wait_ms,
     )
     decisions.on_decided = metrics.observe_decisions
+    decisions.shadow = ShadowScorer(
+        sessions, settings.serve.reasons_for, settings.deploy.shadow_queue
+    )
+    follower = RouteFollower(
+        ctx,
+        decisions.router,
+        sessions,
+        health_check=health_check,
+        on_refused=partial(refused_alert, ctx),
+    )
     state = ApiState(
         settings=settings,
         ctx=ctx,
@@ -232,22 +257,34 @@ def _build_state(settings: Settings) -> tuple[ApiState, DecisionLogWriter, Engin
     metrics.add_collector(
         MonitoringCollector(lambda: latest_results(readonly, decisions.router.names()))
     )
-    return state, writer, engine
+    state.follower = follower
+    metrics.add_collector(
+        DeploymentCollector(lambda: latest_per_model(readonly, decisions.router.names()))
+    )
+    return state, writer, engine, follower
 
 
 def create_app(settings: Settings | None = None) -> DecisionServiceApp:
     """Build the decision service for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
-    state, writer, engine = _build_state(settings)
+    state, writer, engine, follower = _build_state(settings)
+    shadow = state.decisions.shadow
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         writer.start()
-        watcher = asyncio.create_task(_watch_aliases(state))
+        await run_in_threadpool(follower.refresh)  # report in, follow a deployment at once
+        tasks = [asyncio.create_task(_follow_deployments(state, follower))]
+        if shadow is not None:
+            tasks.append(asyncio.create_task(shadow.run()))
         try:
             yield
         finally:
-            watcher.cancel()
+            for task in tasks:
+                task.cancel()
+            if shadow is not None:
+                await shadow.flush()
+            await run_in_threadpool(follower.forget)
             writer.close()
             engine.dispose()
 
@@ -272,7 +309,14 @@ def create_app(settings: Settings | None = None) -> DecisionServiceApp:
         app.include_router(routes)
         fast_routes += fast
     _export_model_info(metrics, router)
-    for resource in (models.router, feedback.router, monitoring.router, keys.router, jobs.router):
+    for resource in (
+        models.router,
+        deployments.router,
+        feedback.router,
+        monitoring.router,
+        keys.router,
+        jobs.router,
+    ):
         app.include_router(resource)
     if settings.serve.fast_path:
         app.fast_path = PredictFastPath(

@@ -24,6 +24,7 @@ from creditops.api.security import Authenticator
 from creditops.domain.access import Principal
 from creditops.services.context import AppContext
 from creditops.services.decisions import DecisionService
+from creditops.services.serving import RouteFollower
 from creditops.settings import Settings
 
 
@@ -39,6 +40,7 @@ class ApiState:
     metrics: ServiceMetrics
     check_database: Callable[[], None]  # raises a CreditopsError when unreachable
     slow: SlowLane  # checks and test alerts: bounded, apart from the request thread pool
+    follower: RouteFollower | None = None  # follows deployments and the production alias
 
 
 # Paging offsets beyond this are refused (422) instead of reaching SQL, where 2**63 fails.

@@ -132,3 +132,86 @@ _EXPORTERS: dict[str, Callable[[Gauges, str, LatestResult], Any]] = {
     "performance": _performance,
     "fairness": _fairness,
 }
+
+
+STATE_CODES = {
+    "pending": 0,
+    "progressing": 1,
+    "paused": 2,
+    "succeeded": 3,
+    "rolled_back": 4,
+    "aborted": 5,
+}
+
+
+class DeploymentCollector(Collector):
+    """Exports the latest deployment of each served model, as the store has it: its state,
+    the traffic share of each version, and the gate checks of its last judged step. Reads
+    are cached for ``ttl_s`` seconds."""
+
+    def __init__(self, latest: Callable[[], list[dict[str, Any]]], ttl_s: float = 2.0) -> None:
+        self._latest = latest
+        self._ttl = ttl_s
+        self._cached: list[dict[str, Any]] = []
+        self._read_at = -1e9
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        if time.monotonic() - self._read_at > self._ttl:
+            try:
+                self._cached = self._latest()
+            except Exception as exc:  # a scrape must not fail because the store is busy
+                log.warning("deployment gauges not read: %s", exc)
+            self._read_at = time.monotonic()
+        state = GaugeMetricFamily(
+            "creditops_deployment_state",
+            "Latest deployment per model: 0 pending, 1 progressing, 2 paused, 3 succeeded, "
+            "4 rolled back, 5 aborted.",
+            labels=["model", "deployment_id", "strategy", "state"],
+        )
+        share = GaugeMetricFamily(
+            "creditops_traffic_share",
+            "Share of the answers given by each version of a model during its deployment.",
+            labels=["model", "version", "arm"],
+        )
+        gate = GaugeMetricFamily(
+            "creditops_deployment_gate_check",
+            "The last judged canary step's checks: 1 passed, 0 failed.",
+            labels=["model", "deployment_id", "step", "check"],
+        )
+        for d in self._cached:
+            labels = [d["model"], d["deployment_id"], d["strategy"], d["state"]]
+            state.add_metric(labels, STATE_CODES.get(d["state"], -1))
+            active = d["state"] in ("pending", "progressing", "paused")
+            if active and d["stable_version"] is not None and d["strategy"] != "shadow":
+                share.add_metric(
+                    [d["model"], d["stable_version"], "stable"], 1 - d["traffic_share"]
+                )
+                share.add_metric(
+                    [d["model"], d["candidate_version"], "candidate"], d["traffic_share"]
+                )
+            judged = [h for h in d["history"] if h.get("checks")]
+            if judged:
+                last = judged[-1]
+                for check in last["checks"]:
+                    gate.add_metric(
+                        [d["model"], d["deployment_id"], str(last.get("step", "")), check["name"]],
+                        1.0 if check["passed"] else 0.0,
+                    )
+            elif active is False and d["history"]:
+                evidence = d["history"][-1].get("evidence") or {}
+                for check in evidence.get("checks", []):
+                    gate.add_metric(
+                        [
+                            d["model"],
+                            d["deployment_id"],
+                            str(evidence.get("step", "")),
+                            check["name"],
+                        ],
+                        1.0 if check["passed"] else 0.0,
+                    )
+        yield state
+        yield share
+        yield gate

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from creditops.errors import (
+    ConflictError,
     CreditopsError,
     IntegrityError,
     InvalidInputError,
@@ -101,6 +102,8 @@ def status_for(exc: CreditopsError) -> int:
         return 404
     if isinstance(exc, InvalidInputError):
         return 422
+    if isinstance(exc, ConflictError):
+        return 409
     if isinstance(exc, IntegrityError):
         return 503
     return 500

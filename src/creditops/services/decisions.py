@@ -36,10 +36,11 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.modeling.bundle import ReasonsFor, ScoredBatch, ScoringModel
-from creditops.services.serving import ModelRouter, ServingSlot
+from creditops.services.serving import ModelRoute, ModelRouter, ServingSlot
 from creditops.store.admin_repositories import AuditRepository, ModelControlRepository
 from creditops.store.decision_log import DecisionLogWriter
 from creditops.store.decision_records import DecisionRecord
+from creditops.store.deployment_repositories import ShadowRepository
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class DecisionResult:
     suspended: bool
     created_at: datetime
     score_range: tuple[float | None, float | None]
+    deployment_id: str | None = None
 
     @cached_property
     def reason_dicts(self) -> list[dict[str, Any]]:
@@ -128,6 +130,8 @@ class DecisionService:
         # Called with every group of decisions after they were logged (metrics); set by
         # the app factory.
         self.on_decided: Callable[[Sequence[DecisionResult]], None] | None = None
+        # Scores a shadow candidate off the response path; set by the app factory.
+        self.shadow: ShadowScorer | None = None
 
     async def decide(
         self,
@@ -141,16 +145,12 @@ class DecisionService:
         decision is committed to the decision log. The request id (the caller's, else the
         first decision's id) and the calling API key are logged with each decision."""
         started = time.perf_counter()
-        slot = self.router.route(model)
-        suspended = self.controls.is_suspended(slot.name)
-        if len(applications) >= THREAD_BATCH_ROWS:
-            results = await anyio.to_thread.run_sync(
-                partial(decide, slot, applications, reasons=self._reasons, suspended=suspended)
-            )
-        elif len(applications) == 1:
-            results = [await self.batcher.decide(slot, applications[0], suspended=suspended)]
-        else:
-            results = decide(slot, applications, reasons=self._reasons, suspended=suspended)
+        route = self.router.model_route(model)
+        suspended = self.controls.is_suspended(model)
+        if route.candidate is None or route.shadow:
+            results = await self._decide_with(route.stable, applications, suspended)
+        else:  # a deployment splits the traffic: each applicant goes to its arm
+            results = await self._decide_split(route, applications, suspended)
         latency_ms = (time.perf_counter() - started) * 1000.0
         request_id = request_id or results[0].decision_id
         await self.decision_log.write(
@@ -161,11 +161,57 @@ class DecisionService:
         )
         if self.on_decided is not None:
             self.on_decided(results)
+        if route.shadow and route.candidate is not None and self.shadow is not None:
+            self.shadow.submit(route.candidate, applications, results)
         return results
+
+    async def _decide_with(
+        self, slot: ServingSlot, applications: list[Application], suspended: bool
+    ) -> list[DecisionResult]:
+        if len(applications) >= THREAD_BATCH_ROWS:
+            return await anyio.to_thread.run_sync(
+                partial(decide, slot, applications, reasons=self._reasons, suspended=suspended)
+            )
+        if len(applications) == 1:
+            return [await self.batcher.decide(slot, applications[0], suspended=suspended)]
+        return decide(slot, applications, reasons=self._reasons, suspended=suspended)
+
+    async def _decide_split(
+        self, route: ModelRoute, applications: list[Application], suspended: bool
+    ) -> list[DecisionResult]:
+        """Each applicant decided by the arm the route picks. A candidate that fails is
+        counted (the worker rolls it back on its error rate) and its applicants are decided
+        by the stable version: the caller gets an answer either way."""
+        arms: dict[int, tuple[ServingSlot, list[int]]] = {}
+        for i, application in enumerate(applications):
+            slot = route.pick(application.application_id)
+            arms.setdefault(id(slot), (slot, []))[1].append(i)
+        results: list[DecisionResult | None] = [None] * len(applications)
+        for slot, indexes in arms.values():
+            group = [applications[i] for i in indexes]
+            if slot is route.candidate and slot.deployment_id is not None:
+                try:
+                    decided = await self._decide_with(slot, group, suspended)
+                except Exception as exc:
+                    log.warning(
+                        "candidate %s v%s failed; the stable version answers: %r",
+                        slot.name,
+                        slot.version,
+                        exc,
+                    )
+                    self.router.count_candidate(slot.deployment_id, failed=True)
+                    decided = await self._decide_with(route.stable, group, suspended)
+                else:
+                    self.router.count_candidate(slot.deployment_id, failed=False)
+            else:
+                decided = await self._decide_with(slot, group, suspended)
+            for i, result in zip(indexes, decided, strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
 
     def explain(self, model: str, features: dict[str, Any]) -> dict[str, Any]:
         """Every feature's contribution for one applicant with the version serving ``model``."""
-        slot = self.router.route(model)
+        slot = self.router.stable(model)
         result = explain(slot, features)
         result["model"] = {"name": slot.name, "version": slot.version}
         return result
@@ -227,6 +273,7 @@ def _decision_record(
         api_key_id=key_id,
         route=result.route,
         suspended=result.suspended,
+        deployment_id=result.deployment_id,
     )
 
 
@@ -283,10 +330,20 @@ def decide(
     suspended: bool,
 ) -> list[DecisionResult]:
     """Score applications with one slot. Pure CPU work: no I/O, no awaiting."""
+    if slot.fault:
+        raise RuntimeError(f"injected fault: {slot.name} v{slot.version} (deploy.inject_faults)")
     model = slot.model
     x, raw = _encode(model, applications)
     batch = model.score_encoded(x, raw, reasons=reasons)
     return _results(slot, applications, batch, suspended=suspended)
+
+
+def health_check(slot: ServingSlot) -> None:
+    """Score one applicant with every feature missing: the bundle loads, encodes and
+    scores, and its PD is a probability. Raises on failure."""
+    result = decide(slot, [Application("health-check", {})], reasons="all", suspended=False)[0]
+    if not 0.0 <= result.pd <= 1.0:
+        raise ValueError(f"health check: PD {result.pd} is not a probability")
 
 
 def _encode(
@@ -350,6 +407,7 @@ def _results(
                 suspended=suspended,
                 created_at=now,
                 score_range=score_range,
+                deployment_id=slot.deployment_id,
             )
         )
     return results
@@ -492,3 +550,100 @@ def _settle(
     else:
         assert result is not None
         future.set_result(result)
+
+
+# -- shadow scoring -----------------------------------------------------------------------
+_ShadowItem = tuple[ServingSlot, Sequence[Application], Sequence[DecisionResult]]
+
+
+class ShadowScorer:
+    """Scores a shadow candidate on the decisions already answered, off the response path.
+
+    :meth:`submit` only queues (the request returns at once, with the answer of the
+    version that serves); :meth:`run`, a task of the app's lifespan, wakes every
+    ``interval_s``, scores everything queued in one batch per version in a worker thread
+    and stores the shadow decisions (``shadow_decisions``, never the decision log). Beyond
+    ``max_queue`` waiting applicants new ones are dropped and counted, so a shadow can never
+    hold up or pile up behind the answers.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        reasons: ReasonsFor,
+        max_queue: int,
+        interval_s: float = 0.05,
+    ) -> None:
+        self._sessions = sessions
+        self._reasons = reasons
+        self._max_queue = max_queue
+        self._interval = interval_s
+        self._queue: list[_ShadowItem] = []
+        self._waiting = 0
+        self.scored = 0
+        self.dropped = 0
+        self.failed = 0
+
+    def submit(
+        self,
+        slot: ServingSlot,
+        applications: Sequence[Application],
+        answered: Sequence[DecisionResult],
+    ) -> None:
+        if self._waiting + len(applications) > self._max_queue:
+            self.dropped += len(applications)
+            return
+        self._queue.append((slot, applications, answered))
+        self._waiting += len(applications)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._queue:
+            return
+        batch, self._queue, self._waiting = self._queue, [], 0
+        await anyio.to_thread.run_sync(self._score_and_store, batch)
+
+    def _score_and_store(self, batch: list[_ShadowItem]) -> None:
+        by_slot: dict[int, tuple[ServingSlot, list[Application], list[DecisionResult]]] = {}
+        for slot, applications, answered in batch:
+            entry = by_slot.setdefault(id(slot), (slot, [], []))
+            entry[1].extend(applications)
+            entry[2].extend(answered)
+        rows: list[dict[str, Any]] = []
+        for slot, applications, answered in by_slot.values():
+            try:
+                shadows = decide(slot, applications, reasons=self._reasons, suspended=False)
+            except Exception as exc:
+                self.failed += len(applications)
+                log.warning("shadow %s v%s failed to score: %r", slot.name, slot.version, exc)
+                continue
+            rows.extend(
+                {
+                    "decision_id": s.decision_id,
+                    "primary_decision_id": a.decision_id,
+                    "deployment_id": slot.deployment_id or "",
+                    "application_id": a.application_id,
+                    "model_name": slot.name,
+                    "model_version": slot.version,
+                    "pd": s.pd,
+                    "score": s.score,
+                    "decision": s.decision,
+                    "reasons": s.reason_dicts,
+                    "created_at": s.created_at,
+                }
+                for s, a in zip(shadows, answered, strict=True)
+            )
+        if not rows:
+            return
+        try:
+            with self._sessions.begin() as session:
+                ShadowRepository(session).add_all(rows)
+        except Exception as exc:  # a shadow record lost is not an answer lost
+            self.failed += len(rows)
+            log.warning("could not store %d shadow decisions: %r", len(rows), exc)
+            return
+        self.scored += len(rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,22 +79,63 @@ def list_models(ctx: AppContext, name: str | None = None) -> list[dict[str, Any]
     return rows
 
 
-def promote(
-    ctx: AppContext, name: str, version: str, alias: str, *, force: bool = False
+def servable(info: VersionInfo) -> tuple[bool, str]:
+    """Whether a version may decide on applicants, and why: it passed its validation gate,
+    or an override of the gate was recorded by ``models promote --force --reason`` (who,
+    why, when). Anything else, e.g. an alias moved by hand in the MLflow UI, is refused."""
+    if info.tags.get("gate_passed") == "true":
+        return True, "passed its validation gate"
+    if info.tags.get("gate_override_by") and info.tags.get("gate_override_reason"):
+        return True, (
+            f"gate overridden by {info.tags['gate_override_by']}: "
+            f"{info.tags['gate_override_reason']}"
+        )
+    state = info.tags.get("gate_passed")
+    why = "it has not been validated" if state is None else "it failed its validation gate"
+    return False, f"{why} and no override is recorded"
+
+
+def promote(  # noqa: PLR0913 - the version, the alias, and the override's who and why
+    ctx: AppContext,
+    name: str,
+    version: str,
+    alias: str,
+    *,
+    force: bool = False,
+    reason: str = "",
+    actor: str = "cli",
 ) -> VersionInfo:
-    """Point ``alias`` at ``version``; production requires a passed validation gate."""
+    """Point ``alias`` at ``version``; production requires a passed validation gate, or
+    ``force`` with a ``reason``, which is recorded on the version as an override (who, why,
+    when) so that the serving processes accept it."""
     if alias not in ALIASES:
         raise InvalidInputError(
             f"--to must be one of {', '.join(ALIASES)}; got {alias!r}", field="to"
         )
     info = ctx.registry.get_version(name, version)
-    if alias == "production" and not force and info.tags.get("gate_passed") != "true":
-        state = info.tags.get("gate_passed")
-        why = "has not been validated" if state is None else "failed its validation gate"
-        raise InvalidInputError(
-            f"{name} version {info.version} {why}; run `creditops validate --name {name} "
-            f"--version {info.version}` first, or pass --force",
-            field="version",
+    ok, why = servable(info)
+    if alias == "production" and not ok:
+        if not force:
+            raise InvalidInputError(
+                f"{name} version {info.version} cannot go to production: {why}; run "
+                f"`creditops validate --name {name} --version {info.version}` first, or "
+                "pass --force with --reason to record an override",
+                field="version",
+            )
+        if not reason.strip():
+            raise InvalidInputError(
+                "--force needs --reason: an override of the validation gate is recorded "
+                "with who asked and why",
+                field="reason",
+            )
+        ctx.registry.set_version_tags(
+            name,
+            info.version,
+            {
+                "gate_override_by": actor,
+                "gate_override_reason": reason.strip(),
+                "gate_override_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
         )
     ctx.registry.set_alias(name, alias, info.version)
     return ctx.registry.get_version(name, info.version)

@@ -46,6 +46,7 @@ class DecisionRecord:
     api_key_id: str | None
     route: str
     suspended: bool
+    deployment_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:

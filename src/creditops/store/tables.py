@@ -36,12 +36,15 @@ __all__ = [
     "AuditRow",
     "Base",
     "DecisionRow",
+    "DeploymentRow",
     "JobRow",
     "ModelControlRow",
     "MonitorStateRow",
     "MonitoringReportRow",
     "OutcomeRow",
     "ReviewRow",
+    "ServingProcessRow",
+    "ShadowDecisionRow",
     "TriggerRow",
     "UTCDateTime",
     "metadata",
@@ -113,8 +116,9 @@ class DecisionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     request_id: Mapped[str] = mapped_column(String(64))
     api_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    route: Mapped[str] = mapped_column(String(32))
+    route: Mapped[str] = mapped_column(String(32))  # the arm: production, stable, candidate
     suspended: Mapped[bool] = mapped_column(Boolean)
+    deployment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)  # from 0004
 
 
 class OutcomeRow(Base):
@@ -277,3 +281,76 @@ class TriggerRow(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text)
     job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+ACTIVE_DEPLOYMENT = text("state IN ('pending', 'progressing', 'paused')")
+
+
+class DeploymentRow(Base):
+    """A deployment of a candidate version next to the stable one (``domain/deployments``).
+
+    ``history`` is the list of what happened, in order (started, steps with their gate
+    results, pauses, rollback, promotion), each with its time and actor.
+    """
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        Index("ix_deployments_model_name_created_at", "model_name", "created_at"),
+        # At most one deployment in progress per model, whatever number of processes ask.
+        Index(
+            "uq_deployments_active_model",
+            "model_name",
+            unique=True,
+            sqlite_where=ACTIVE_DEPLOYMENT,
+            postgresql_where=ACTIVE_DEPLOYMENT,
+        ),
+    )
+
+    deployment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    strategy: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    stable_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    candidate_version: Mapped[str] = mapped_column(String(64))
+    steps: Mapped[list[float]] = mapped_column(JSON)
+    step: Mapped[int] = mapped_column(Integer)
+    traffic_share: Mapped[float] = mapped_column(Double)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    started_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    step_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ServingProcessRow(Base):
+    """One API process as it last reported itself: alive when ``seen_at`` is recent;
+    ``report`` holds, per deployment, whether its versions loaded and passed their health
+    check and the candidate's attempts and errors."""
+
+    __tablename__ = "serving_processes"
+
+    process_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ShadowDecisionRow(Base):
+    """What a shadow candidate would have decided for a logged decision (never returned)."""
+
+    __tablename__ = "shadow_decisions"
+
+    decision_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    primary_decision_id: Mapped[str] = mapped_column(String(36), index=True)
+    deployment_id: Mapped[str] = mapped_column(String(36), index=True)
+    application_id: Mapped[str] = mapped_column(String(128))
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    pd: Mapped[float] = mapped_column(Double)
+    score: Mapped[float] = mapped_column(Double)
+    decision: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
