@@ -361,7 +361,8 @@ class DeploySettings(BaseModel):
     )
     inject_faults: list[str] = Field(
         default_factory=list,
-        description="Testing only: 'model:version' entries whose scoring raises, to prove "
+        description="Testing only: 'model:version' entries whose scoring raises (health "
+        "check included), or 'model:version:requests' (all but the health check), to prove "
         "the automatic rollback.",
     )
 

@@ -50,7 +50,8 @@ log = logging.getLogger("creditops.serving")
 class ServingSlot:
     """A loaded version in one role: ``route`` is the arm its decisions are logged with
     (production, stable or candidate) and ``deployment_id`` the deployment that routed
-    them. ``fault`` is the test-only injected failure (``deploy.inject_faults``)."""
+    them. ``fault`` is the test-only injected failure (``deploy.inject_faults``): "all"
+    fails every scoring, "requests" all but the health check's."""
 
     name: str
     version: str
@@ -59,7 +60,7 @@ class ServingSlot:
     route: str = ARM_PRODUCTION
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     deployment_id: str | None = None
-    fault: bool = False
+    fault: str = ""
 
 
 @dataclass(frozen=True)
@@ -133,13 +134,9 @@ def prepare(ctx: AppContext, name: str, version: str) -> ServingSlot:
     loaded = load_model(ctx, name, version)
     loaded.model.prepare_for_serving()
     faults = set(ctx.settings.deploy.inject_faults)
-    return ServingSlot(
-        name,
-        loaded.info.version,
-        loaded.model,
-        loaded.info,
-        fault=f"{name}:{loaded.info.version}" in faults,
-    )
+    key = f"{name}:{loaded.info.version}"
+    fault = "all" if key in faults else "requests" if f"{key}:requests" in faults else ""
+    return ServingSlot(name, loaded.info.version, loaded.model, loaded.info, fault=fault)
 
 
 def load_router(ctx: AppContext, names: Sequence[str]) -> ModelRouter:
