@@ -37,6 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
 from creditops.api.metrics import build_metrics
+from creditops.api.monitoring_metrics import DEPLOYMENT_METRICS
 from creditops.api.monitoring_metrics import METRIC_NAMES as MONITORING_METRICS
 from creditops.domain.access import SCOPES
 from creditops.services.access import create_key
@@ -204,7 +205,9 @@ def service_metric_names() -> set[str]:
 
 
 def test_every_metric_in_dashboards_and_rules_is_exported() -> None:
-    exported = service_metric_names() | set(MONITORING_METRICS) | SCRAPE_METRICS
+    exported = (
+        service_metric_names() | set(MONITORING_METRICS) | set(DEPLOYMENT_METRICS) | SCRAPE_METRICS
+    )
     used = dashboard_expressions() + rule_expressions()
     named = {(e.where, name) for e in used for name in promql_metric_names(e.expr)}
     named |= {(e.where, e.expr) for e in dashboard_variable_metrics()}

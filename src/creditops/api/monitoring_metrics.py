@@ -134,6 +134,11 @@ _EXPORTERS: dict[str, Callable[[Gauges, str, LatestResult], Any]] = {
 }
 
 
+DEPLOYMENT_METRICS = (
+    "creditops_deployment_state",
+    "creditops_traffic_share",
+    "creditops_deployment_gate_check",
+)
 STATE_CODES = {
     "pending": 0,
     "progressing": 1,
