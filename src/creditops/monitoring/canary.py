@@ -15,7 +15,8 @@ Each arm's decisions in the window (:class:`ArmWindow`) are compared on
   candidate is not blamed for a disparity the stable version has as well.
 
 Below ``min_decisions`` per arm the step is not judged ("insufficient_data"): it waits for
-more traffic instead of passing or failing on noise.
+more traffic instead of passing or failing on noise. The last step, at 100%, leaves the
+stable arm no traffic: it is judged on the candidate's error rate and latency alone.
 """
 
 from __future__ import annotations
@@ -153,6 +154,10 @@ def fairness_ratio(
 def judge_step(stable: ArmWindow, candidate: ArmWindow, limits: GateThresholds) -> StepVerdict:
     """The verdict on one step (see the module docstring)."""
     checks = health_checks(candidate, limits)
+    if stable.n == 0 and candidate.n >= limits.min_decisions:
+        # the step at 100%: nothing left to compare with, the candidate's health decides
+        outcome = "passed" if all(c.passed for c in checks) else "failed"
+        return StepVerdict(outcome, tuple(checks), 0, candidate.n)
     if min(stable.n, candidate.n) < limits.min_decisions:
         outcome = "failed" if not all(c.passed for c in checks) else "insufficient_data"
         return StepVerdict(outcome, tuple(checks), stable.n, candidate.n)
