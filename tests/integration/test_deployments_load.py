@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mlflow
 import pandas as pd
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from creditops.services.context import AppContext
@@ -100,10 +102,10 @@ def test_blue_green_and_rolling_switches_under_load_lose_nothing(tmp_path: Path)
 
 def applicants(n: int, offset: int) -> list[dict[str, Any]]:
     frame = pd.read_csv(DATA / "taiwan_credit_card.csv", nrows=n, skiprows=range(1, offset + 1))
-    columns = [c for c in frame.columns if c not in ("id", "target", "_is_test")]
+    frame = frame.drop(columns=["id", "target", "_is_test"])
     return [
-        {"application_id": f"c{offset + i}", "features": {c: row[c].item() for c in columns}}
-        for i, (_, row) in enumerate(frame.iterrows())
+        {"application_id": f"c{offset + i}", "features": features}
+        for i, features in enumerate(frame.to_dict(orient="records"))
     ]
 
 
@@ -182,15 +184,19 @@ def test_a_canary_gate_rolls_back_and_a_good_canary_promotes(
         assert all(c["passed"] for c in passed[0]["checks"])
         production = AppContext(Settings(home=home)).registry.find_alias("taiwan", "production")
         assert production is not None and production.version == "3"
-        metrics = client.get("/metrics").text
-        assert 'creditops_deployment_state{model="taiwan",deployment_id="' in metrics
-        assert 'state="succeeded"} 3.0' in metrics
+        samples = {
+            (s.name, s.labels.get("deployment_id"), s.labels.get("state")): s.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for s in family.samples
+        }
+        assert samples[("creditops_deployment_state", good, "succeeded")] == 3.0
 
 
-def test_a_shadow_changes_no_byte_of_the_answers(tmp_path: Path) -> None:
+def test_a_shadow_changes_no_byte_and_a_failed_version_never_serves(tmp_path: Path) -> None:
     home = tmp_path / "home"
     train_demo_model(home, mlflow_uri=None)
     add_versions(home, 1)
+    add_versions(home, 1, gate_passed="false")  # v3
     url = f"sqlite:///{tmp_path / 'shadow.db'}"
     env = environment(home, url)
     rows = applicants(40, 3000)
@@ -223,3 +229,11 @@ def test_a_shadow_changes_no_byte_of_the_answers(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, report["shadow_report"]
             time.sleep(0.2)
         assert report["shadow_report"]["agreement_rate"] == 1.0
+        client.post(f"/v1/models/deployments/{shadow}/abort")
+        # the production alias moved by MLflow's own client to a version that failed its gate
+        tracking = Settings(home=home).tracking_uri
+        mlflow.MlflowClient(tracking).set_registered_model_alias("taiwan", "production", "3")
+        time.sleep(4 * float(INTERVAL))
+        answer = client.post("/v1/models/taiwan/predict", json=rows[0]).json()
+        assert answer["model"]["version"] == "1"
+        assert "refusing to serve taiwan v3" in server.log_text()

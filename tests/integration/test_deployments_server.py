@@ -30,8 +30,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 INTERVAL = "0.5"
 
 
-def add_versions(home: Path, count: int) -> None:
-    """Register ``count`` more validated versions (the same bundle as v1)."""
+def add_versions(home: Path, count: int, gate_passed: str = "true") -> None:
+    """Register ``count`` more versions with the same bundle as v1, validated unless
+    ``gate_passed`` says otherwise."""
     ctx = AppContext(Settings(home=home))
     info = ctx.registry.get_version("taiwan", "1")
     bundle = ctx.registry.download_bundle("taiwan", "1", home / "bundle")
@@ -43,7 +44,7 @@ def add_versions(home: Path, count: int) -> None:
                 bundle_sha256=info.tags["bundle_sha256"],
                 params={},
                 metrics=info.metrics,
-                tags={"gate_passed": "true"},
+                tags={"gate_passed": gate_passed},
                 artifacts={},
             )
         )

@@ -52,6 +52,7 @@ from creditops.store.tables import DeploymentRow
 
 log = logging.getLogger("creditops.deployments")
 MIN_ATTEMPTS = 10  # candidate scorings before its error rate is judged
+MIN_LATENCY_DECISIONS = 50  # candidate decisions before its p99 latency is judged
 SHADOW_COMPARED = 20_000  # most recent shadow pairs in a comparison report
 GATE_FIELDS = tuple(f.name for f in fields(GateThresholds))
 
@@ -64,7 +65,6 @@ class DeployRequest:
     reason: str = ""
     steps: list[float] | None = None
     step_interval_s: float | None = None
-    keep_warm_s: float | None = None
     gate: dict[str, float] = field(default_factory=dict)
 
 
@@ -129,7 +129,6 @@ def start(
     now = _now()
     options = {
         "step_interval_s": request.step_interval_s or settings.step_interval_s,
-        "keep_warm_s": settings.keep_warm_s if request.keep_warm_s is None else request.keep_warm_s,
         "gate": dict(request.gate),
     }
     row = DeploymentRow(
@@ -406,6 +405,9 @@ def drive(
     return done
 
 
+Entries = list[tuple[str, dict[str, Any] | None]]
+
+
 def _drive_one(
     ctx: AppContext,
     sessions: sessionmaker[Session],
@@ -416,35 +418,12 @@ def _drive_one(
     settings = ctx.settings.deploy
     limits = thresholds(settings, row.options.get("gate") or {})
     serving = [(pid, r) for pid, r in reports if row.model_name in r.get("serving", {})]
-    entries = [(pid, r.get("deployments", {}).get(row.deployment_id)) for pid, r in serving]
-    for pid, entry in entries:
-        if entry and entry.get("health_error"):
-            evidence = {"process": pid, "health_error": entry["health_error"]}
-            return _message(
-                _roll_back(
-                    ctx, sessions, row, "worker", "the candidate failed its health check", evidence
-                )
-            )
-    attempts = sum(int(e.get("attempts", 0)) for _, e in entries if e)
-    errors = sum(int(e.get("errors", 0)) for _, e in entries if e)
-    if attempts >= MIN_ATTEMPTS and errors / attempts > limits.max_error_rate:
-        evidence = {
-            "attempts": attempts,
-            "errors": errors,
-            "error_rate": errors / attempts,
-            "threshold": limits.max_error_rate,
-        }
-        return _message(
-            _roll_back(
-                ctx,
-                sessions,
-                row,
-                "worker",
-                f"the candidate's error rate {errors / attempts:.1%} exceeds "
-                f"{limits.max_error_rate:.0%}",
-                evidence,
-            )
-        )
+    entries: Entries = [
+        (pid, r.get("deployments", {}).get(row.deployment_id)) for pid, r in serving
+    ]
+    unhealthy = _unhealthy(sessions, row, entries, limits)
+    if unhealthy is not None:
+        return _message(_roll_back(ctx, sessions, row, "worker", *unhealthy))
     if row.state == "pending":
         ready = row.strategy == "rolling" or all(e and e.get("ready") for _, e in entries)
         if ready:
@@ -469,7 +448,58 @@ def _drive_one(
     interval = float(row.options.get("step_interval_s") or settings.step_interval_s)
     if row.step_started_at is None or now - row.step_started_at < timedelta(seconds=interval):
         return None
+    attempts = sum(int(e.get("attempts", 0)) for _, e in entries if e)
+    errors = sum(int(e.get("errors", 0)) for _, e in entries if e)
     return _judge(ctx, sessions, row, limits, (attempts, errors))
+
+
+def _unhealthy(
+    sessions: sessionmaker[Session], row: DeploymentRow, entries: Entries, limits: GateThresholds
+) -> tuple[str, dict[str, Any]] | None:
+    """Why the candidate must be rolled back now, with the evidence, or None: a failed
+    health check in any serving process, the error rate, or the p99 latency."""
+    for pid, entry in entries:
+        if entry and entry.get("health_error"):
+            evidence = {"process": pid, "health_error": entry["health_error"]}
+            return "the candidate failed its health check", evidence
+    attempts = sum(int(e.get("attempts", 0)) for _, e in entries if e)
+    errors = sum(int(e.get("errors", 0)) for _, e in entries if e)
+    if attempts >= MIN_ATTEMPTS and errors / attempts > limits.max_error_rate:
+        evidence = {
+            "attempts": attempts,
+            "errors": errors,
+            "error_rate": errors / attempts,
+            "threshold": limits.max_error_rate,
+        }
+        reason = (
+            f"the candidate's error rate {errors / attempts:.1%} exceeds "
+            f"{limits.max_error_rate:.0%}"
+        )
+        return reason, evidence
+    return _slow_candidate(sessions, row, limits)
+
+
+def _slow_candidate(
+    sessions: sessionmaker[Session], row: DeploymentRow, limits: GateThresholds
+) -> tuple[str, dict[str, Any]] | None:
+    """The reason and evidence when the candidate's p99 latency over its current step is
+    above the limit (judged from MIN_LATENCY_DECISIONS decisions on), else None."""
+    if row.step_started_at is None or row.strategy == "shadow":
+        return None
+    with sessions() as session:
+        latencies = DeploymentRepository(session).latencies(
+            row.deployment_id, ARM_CANDIDATE, row.step_started_at
+        )
+    if len(latencies) < MIN_LATENCY_DECISIONS:
+        return None
+    p99 = float(np.percentile(latencies, 99))
+    if p99 <= limits.max_p99_latency_ms:
+        return None
+    evidence = {"p99_latency_ms": p99, "threshold": limits.max_p99_latency_ms, "n": len(latencies)}
+    return (
+        f"the candidate's p99 latency {p99:.0f} ms exceeds {limits.max_p99_latency_ms:.0f} ms",
+        evidence,
+    )
 
 
 def _message(result: dict[str, Any]) -> str:

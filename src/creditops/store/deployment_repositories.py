@@ -101,6 +101,15 @@ class DeploymentRepository:
         ).where(DecisionRow.deployment_id == deployment_id, DecisionRow.created_at >= since)
         return [(r[0], r[1], r[2], r[3], r[4]) for r in self.session.execute(query)]
 
+    def latencies(self, deployment_id: str, arm: str, since: datetime) -> builtins.list[float]:
+        """Latencies (ms) of one arm's decisions since ``since``."""
+        query = select(DecisionRow.latency_ms).where(
+            DecisionRow.deployment_id == deployment_id,
+            DecisionRow.route == arm,
+            DecisionRow.created_at >= since,
+        )
+        return [float(v) for v in self.session.scalars(query)]
+
 
 class ServingProcessRepository:
     def __init__(self, session: Session) -> None:

@@ -59,7 +59,6 @@ class DeployBody(BaseModel):
         default=None, min_length=1, max_length=20, description="Canary traffic shares."
     )
     step_interval_s: float | None = Field(default=None, ge=0.1, le=30 * 86_400)
-    keep_warm_s: float | None = Field(default=None, ge=0, le=30 * 86_400)
     gate: GateOverrides | None = None
 
 
@@ -149,7 +148,6 @@ async def deploy(body: DeployBody, principal: DeployKey, state: StateDep) -> Dep
         reason=body.reason,
         steps=body.steps,
         step_interval_s=body.step_interval_s,
-        keep_warm_s=body.keep_warm_s,
         gate=body.gate.model_dump(exclude_none=True) if body.gate else {},
     )
     row = await run_in_threadpool(
