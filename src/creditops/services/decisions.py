@@ -574,7 +574,7 @@ class ShadowScorer:
         sessions: sessionmaker[Session],
         reasons: ReasonsFor,
         max_queue: int,
-        interval_s: float = 0.05,
+        interval_s: float = 0.25,
     ) -> None:
         self._sessions = sessions
         self._reasons = reasons
