@@ -206,10 +206,39 @@ def test_foreign_keys_are_enforced(sessions: sessionmaker[Session]) -> None:
 # -- migrations -----------------------------------------------------------------------------
 def test_migrations_up_down_up_match_metadata(url: str) -> None:
     assert current_revision(url) is None
+    upgrade_database(url, "0004")
+    eng = create_db_engine(url)
+    try:  # records made before the chain existed are chained by the migration
+        with eng.begin() as conn:
+            for i in range(3):
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_log (at, actor, action, target, outcome, details) "
+                        "VALUES (:at, 'old', 'key.create', :t, 'ok', :d)"
+                    ),
+                    {"at": T0.replace(tzinfo=None), "t": f"k{i}", "d": f'{{"n": {i}}}'},
+                )
+    finally:
+        eng.dispose()
     upgrade_database(url)
-    assert current_revision(url) == head_revision() == "0004"
+    assert current_revision(url) == head_revision() == "0005"
     assert schema_differences(url) == []
+    eng = create_db_engine(url)
+    try:
+        with session_factory(eng).begin() as session:
+            AuditRepository(session).add("new", "model.promote", "taiwan:2", "ok", {"a": 1})
+        with session_factory(eng)() as session:
+            verified = AuditRepository(session).verify()
+        assert verified["ok"] and verified["records"] == 4, verified
+    finally:
+        eng.dispose()
 
+    downgrade_database(url, "0004")  # the chain goes
+    eng = create_db_engine(url)
+    try:
+        assert "audit_head" not in set(inspect(eng).get_table_names())
+    finally:
+        eng.dispose()
     downgrade_database(url, "0003")  # one step back: the deployment tables go
     assert current_revision(url) == "0003"
     eng = create_db_engine(url)
@@ -245,7 +274,7 @@ def test_migrations_up_down_up_match_metadata(url: str) -> None:
         eng.dispose()
 
     upgrade_database(url)
-    assert current_revision(url) == "0004"
+    assert current_revision(url) == "0005"
     assert schema_differences(url) == []
     eng = create_db_engine(url)
     try:

@@ -100,8 +100,7 @@ def start(
         spec = deployments.spec_of(ctx, request.model, production.version)
         if not spec.exposure_column:
             raise InvalidInputError(
-                "expected_loss needs an exposure column: name it in the spec "
-                "(exposure_column)",
+                "expected_loss needs an exposure column: name it in the spec (exposure_column)",
                 field="metric",
             )
     experiment = {

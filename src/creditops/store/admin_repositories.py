@@ -9,15 +9,17 @@ monitoring worker's state are in :mod:`creditops.store.monitoring_repositories`.
 from __future__ import annotations
 
 import builtins
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from creditops.errors import InvalidInputError
+from creditops.store.audit_chain import GENESIS, normalise, record_hash, verify_chain
 from creditops.store.repositories import positive, rowcount, upsert_insert, utc_now
-from creditops.store.tables import ApiKeyRow, AuditRow, ModelControlRow
+from creditops.store.tables import ApiKeyRow, AuditHeadRow, AuditRow, ModelControlRow
 
 __all__ = [
     "ApiKeyRepository",
@@ -111,17 +113,49 @@ class AuditRepository:
             raise InvalidInputError(
                 f"outcome must be one of {sorted(AUDIT_OUTCOMES)}.", field="outcome"
             )
+        when = (at or utc_now()).astimezone(UTC)
+        seq, prev_hash = self._advance_head()
+        clean = normalise(details)
         row = AuditRow(
-            at=at or utc_now(),
+            at=when,
             actor=actor,
             action=action,
             target=target,
             outcome=outcome,
-            details=dict(details or {}),
+            details=clean,
+            seq=seq,
+            prev_hash=prev_hash,
+            hash=record_hash(seq, when, actor, action, target, outcome, clean, prev_hash),
         )
+        self.session.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(hash=row.hash))
         self.session.add(row)
         self.session.flush()
         return row
+
+    def _advance_head(self) -> tuple[int, str]:
+        """Take the next ``seq`` and the previous hash. The UPDATE comes first so that it
+        takes the write lock before anything is read: concurrent writers queue here and
+        the chain never forks (store/audit_chain.py)."""
+        found = self.session.execute(
+            update(AuditHeadRow)
+            .where(AuditHeadRow.id == 1)
+            .values(seq=AuditHeadRow.seq + 1)
+            .returning(AuditHeadRow.seq, AuditHeadRow.hash)
+        ).one_or_none()
+        if found is None:  # a database created without the migrations: the first record
+            self.session.add(AuditHeadRow(id=1, seq=1, hash=GENESIS))
+            self.session.flush()
+            return 1, GENESIS
+        return int(found[0]), str(found[1])
+
+    def verify(self) -> dict[str, Any]:
+        """Walk the chain (store/audit_chain.verify_chain)."""
+        head = self.session.get(AuditHeadRow, 1)
+        records = self.session.scalars(select(AuditRow).order_by(AuditRow.seq)).yield_per(1000)
+        return verify_chain(records, head.seq if head else None, head.hash if head else None)
+
+    def all_in_order(self) -> Iterator[AuditRow]:
+        return iter(self.session.scalars(select(AuditRow).order_by(AuditRow.seq)).yield_per(1000))
 
     def list(self, limit: int = 100, action: str | None = None) -> builtins.list[AuditRow]:
         """The newest ``limit`` entries (of ``action`` only, if given), newest first."""

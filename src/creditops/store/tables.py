@@ -33,6 +33,7 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "ApiKeyRow",
+    "AuditHeadRow",
     "AuditRow",
     "Base",
     "DecisionRow",
@@ -177,6 +178,20 @@ class AuditRow(Base):
     target: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(16))
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # the hash chain (store/audit_chain.py), from 0005
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The last record of the audit hash chain (one row, id 1)."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class ModelControlRow(Base):
@@ -323,6 +338,7 @@ class DeploymentRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     step_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # from 0005
 
 
 class ServingProcessRow(Base):
