@@ -234,6 +234,34 @@ def models_rollback(
         )
 
 
+@models_app.command("history")
+def models_history(
+    name: NameOpt,
+    at: Annotated[str, typer.Option(help="An ISO 8601 instant (naive = UTC).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Which versions answered at that instant, with which share, and who put them there
+    (replayed from the audit trail)."""
+    from creditops.domain.windows import parse_time
+    from creditops.services.audit import history_at
+
+    result = run(lambda: history_at(sessions(), name, parse_time(at, field="at")))
+    if as_json:
+        print_json(result)
+        return
+    if not result["serving"]:
+        out.print(f"{name}: nothing recorded as serving at {result['at']}")
+    for entry in result["serving"]:
+        out.print(f"{name} v{entry['version']}: {entry['share']:.0%} ({entry['arm']})")
+    if result["deployment"]:
+        d = result["deployment"]
+        out.print(f"  under {d['strategy']} {d['deployment_id']}, started by {d['started_by']}")
+    if result["production_put_by"]:
+        out.print(
+            f"  production v{result['production']} put there by {result['production_put_by']}"
+        )
+
+
 @app.command()
 def score(
     name: NameOpt,

@@ -39,6 +39,13 @@ deploy_app = typer.Typer(
 )
 
 
+ab_app = typer.Typer(
+    help="A/B tests: start one against production, follow it, stop or conclude it.",
+    no_args_is_help=True,
+)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add the service commands and groups to ``app``."""
     app.add_typer(keys_app, name="keys")
@@ -46,6 +53,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(deploy_app, name="deploy")
+    app.add_typer(ab_app, name="ab")
+    app.add_typer(audit_app, name="audit")
     app.command()(retrain)
     app.command()(serve)
     app.command()(drift)
@@ -297,6 +306,120 @@ def _deploy_action(action: str) -> Any:
 
 for _action in ("pause", "resume", "abort"):
     deploy_app.command(_action)(_deploy_action(_action))
+
+
+@ab_app.command("start")
+def ab_start(
+    name: Annotated[str, typer.Option("--name", "-n", help="Model name.")],
+    treatment: Annotated[str, typer.Option(help="The treatment version.")],
+    metric: Annotated[
+        str, typer.Option(help="approval_rate, default_rate, auc or expected_loss.")
+    ] = "approval_rate",
+    mde: Annotated[float, typer.Option(help="Smallest difference that matters.")] = 0.02,
+    split: Annotated[float, typer.Option(help="The treatment's share.")] = 0.5,
+    max_hours: Annotated[float, typer.Option("--max-hours", help="Maximum duration.")] = 48.0,
+    maturity_days: Annotated[float, typer.Option("--maturity-days", help="Outcome window.")] = 0.0,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Start an A/B test of a validated treatment against the production version."""
+    from creditops.services.access import cli_actor
+    from creditops.services.experiments import ExperimentRequest, start, summary
+
+    request = ExperimentRequest(
+        model=name, treatment=treatment, split=split, max_duration_h=max_hours, metric=metric,
+        mde=mde, maturity_days=maturity_days, reason=reason,
+    )  # fmt: skip
+    row = summary(run(lambda: start(context(), sessions(), request, cli_actor())))
+    if as_json:
+        print_json(row)
+        return
+    out.print(
+        f"A/B test {row['id']}: {name} v{row['control_version']} (control) vs "
+        f"v{row['treatment_version']} on {metric}; the worker looks at it (`creditops ab status`)"
+    )
+
+
+@ab_app.command("status")
+def ab_status(
+    experiment_id: Annotated[str, typer.Argument(help="The A/B test id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """An A/B test: arms, the last look (difference, confidence sequence, p-value, verdict)."""
+    from creditops.services.deployments import get
+    from creditops.services.experiments import summary
+
+    row = summary(run(lambda: get(sessions(), experiment_id)))
+    if as_json:
+        print_json(row)
+        return
+    last = row["last_look"] or {}
+    out.print(
+        f"{row['model']}: v{row['control_version']} vs v{row['treatment_version']}, {row['state']}"
+    )
+    for arm, facts in row["arms"].items():
+        approval, bad = fmt(facts["approval_rate"]), fmt(facts["default_rate_approved"])
+        out.print(f"  {arm:<10} n={facts['n']} approval={approval} default(approved)={bad}")
+    if last:
+        out.print(
+            f"  difference {fmt(last['estimate'])} in "
+            f"[{fmt(last['lower'])}, {fmt(last['upper'])}], "
+            f"p={fmt(last['p_value'])}: {last['verdict']}"
+        )
+
+
+def _ab_end(action: str) -> Any:
+    def command(experiment_id: Annotated[str, typer.Argument(help="The A/B test id.")]) -> None:
+        from creditops.services.access import cli_actor
+        from creditops.services.deployments import act
+        from creditops.services.experiments import conclude
+
+        if action == "stop":
+            row = run(lambda: act(sessions(), experiment_id, "abort", cli_actor(), "stopped"))
+            out.print(f"A/B test {experiment_id} stopped: {row['state']}, control answers")
+        else:
+            out.print(run(lambda: conclude(context(), sessions(), experiment_id, cli_actor())))
+
+    command.__doc__ = {
+        "stop": "Stop an A/B test now: control keeps answering.",
+        "conclude": "Conclude on the last verdict: a winning treatment is promoted.",
+    }[action]
+    return command
+
+
+for _ab_action in ("stop", "conclude"):
+    ab_app.command(_ab_action)(_ab_end(_ab_action))
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOpt = False) -> None:
+    """Walk the hash chain; name the first record changed, removed or reordered (exit 1)."""
+    from creditops.services.audit import verify
+
+    result = run(lambda: verify(sessions()))
+    if as_json:
+        print_json(result)
+    elif result["ok"]:
+        head = result["head"]
+        out.print(
+            f"audit trail intact: {result['records']} records; head {head['seq']} {head['hash']}"
+        )
+    else:
+        bad = result["first_bad"]
+        err.print(f"error: audit record {bad['seq']} (id {bad['id']}): {bad['problem']}")
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSON lines file to write.")],
+) -> None:
+    """Write the audit trail, in chain order, as JSON lines (with both hashes)."""
+    from creditops.services.audit import export
+
+    count = run(lambda: export(sessions(), output))
+    out.print(f"{count} audit records written to {output}")
 
 
 @db_app.command("upgrade")

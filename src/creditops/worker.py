@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from creditops.errors import CreditopsError
 from creditops.services.context import AppContext, make_home_private
 from creditops.services.deployments import drive
+from creditops.services.experiments import look_all
 from creditops.services.monitoring import CheckRequest, run_checks
 from creditops.services.retraining import act_on_triggers, run_pending_job
 from creditops.settings import Settings
@@ -161,7 +162,7 @@ def drive_deployments(
     with scheduler_lock(engine, ctx.settings, "deployments", DEPLOY_LOCK_ID) as holder:
         if not holder:
             return []
-        return drive(ctx, sessions)
+        return drive(ctx, sessions) + look_all(ctx, sessions)
 
 
 def _deployment_loop(

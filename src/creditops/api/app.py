@@ -28,7 +28,16 @@ from creditops.api.metrics import ServiceMetrics, build_metrics
 from creditops.api.monitoring_metrics import DeploymentCollector, MonitoringCollector
 from creditops.api.offload import SlowLane
 from creditops.api.problems import install_problem_handlers, problem
-from creditops.api.routes import deployments, feedback, jobs, keys, models, monitoring, system
+from creditops.api.routes import (
+    deployments,
+    experiments,
+    feedback,
+    jobs,
+    keys,
+    models,
+    monitoring,
+    system,
+)
 from creditops.api.routes.predict import model_routes
 from creditops.api.security import Authenticator
 from creditops.errors import CreditopsError
@@ -312,6 +321,7 @@ def create_app(settings: Settings | None = None) -> DecisionServiceApp:
     for resource in (
         models.router,
         deployments.router,
+        experiments.router,
         feedback.router,
         monitoring.router,
         keys.router,

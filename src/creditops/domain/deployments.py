@@ -26,7 +26,7 @@ from itertools import pairwise
 
 from creditops.errors import ConflictError, InvalidInputError
 
-STRATEGIES = ("immediate", "canary", "blue_green", "shadow", "rolling")
+STRATEGIES = ("immediate", "canary", "blue_green", "shadow", "rolling", "ab_test")
 ACTIVE_STATES = ("pending", "progressing", "paused")
 FINAL_STATES = ("succeeded", "rolled_back", "aborted")
 STATES = ACTIVE_STATES + FINAL_STATES
@@ -116,6 +116,10 @@ def plan_for(strategy: str, steps: Sequence[float] | None = None) -> Plan:
         )
     if strategy == "canary":
         return Plan(strategy, canary_steps(steps))
+    if strategy == "ab_test":  # one step: the treatment's share, held until concluded
+        if not steps or len(steps) != 1 or not 0.0 < float(steps[0]) < 1.0:
+            raise InvalidInputError("an A/B test takes one split in (0, 1)", field="split")
+        return Plan(strategy, (float(steps[0]),))
     if steps:
         raise InvalidInputError("only a canary takes traffic steps", field="steps")
     # immediate, blue-green and rolling switch all traffic in one step; shadow has none

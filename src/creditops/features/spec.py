@@ -98,6 +98,8 @@ class Spec(BaseModel):
     scaling: ScalingSpec = Field(default_factory=ScalingSpec)
     max_dirty_share: float | None = Field(default=None, ge=0, le=1)
     lightgbm: dict[str, Any] = Field(default_factory=dict)
+    # the amount at risk per application (a numeric feature), for expected-loss metrics
+    exposure_column: str | None = None
 
     @field_validator("features")
     @classmethod
@@ -120,6 +122,11 @@ class Spec(BaseModel):
             if unknown:
                 raise ValueError(f"{key} names columns that are not features: {unknown}")
         self._check_monotone()
+        if (
+            self.exposure_column is not None
+            and self.features.get(self.exposure_column) != "numeric"
+        ):
+            raise ValueError(f"exposure_column {self.exposure_column!r} must be a numeric feature")
         if not self.model_features:
             raise ValueError("every feature is excluded from the model")
         for code in self.reasons.codes if self.reasons is not None else ():

@@ -160,7 +160,8 @@ def fixed_horizon_size(
     if sigma2 <= 0 or design.mde <= 0:
         return None
     z = stats.norm.ppf(1 - design.alpha / 2) + stats.norm.ppf(design.power)
-    return math.ceil(z**2 * sigma2 / design.mde**2)
+    needed: int = math.ceil(float(z) ** 2 * sigma2 / design.mde**2)
+    return needed
 
 
 def proportion(successes: int, n: int) -> ArmStats:

@@ -267,3 +267,32 @@ def feature_importance_plot(importance: Sequence[Mapping[str, Any]], top: int = 
     ax.set_yticks(np.arange(len(names)), names, fontsize="small")
     ax.set(xlabel="Importance", title=f"Feature importance (top {len(rows)})")
     return _to_data_uri(fig)
+
+
+def sequence_plot(looks: Sequence[Mapping[str, Any]], mde: float) -> str:
+    """An experiment over its looks: the observed difference (treatment minus control) with
+    its confidence sequence, and the always-valid p-value."""
+    fig, (left, right) = _figure(width=10.0, height=3.8, ncols=2, margins={"wspace": 0.3})
+    points = [(i, look) for i, look in enumerate(looks) if look.get("lower") is not None]
+    if not points:
+        return _message_plot("Difference over time", "no look with enough data yet")
+    x = [i for i, _ in points]
+    left.plot(x, [_finite(p["estimate"]) for _, p in points], color="#1f77b4", label="difference")
+    left.fill_between(
+        x,
+        [_finite(p["lower"]) for _, p in points],
+        [_finite(p["upper"]) for _, p in points],
+        color="#1f77b4",
+        alpha=0.2,
+        label="confidence sequence",
+    )
+    for edge in (-mde, 0.0, mde):
+        left.axhline(edge, color=GREY, lw=0.8, ls="--" if edge else "-")
+    left.set_title("Treatment minus control")
+    left.set_xlabel("look")
+    left.legend(loc="best", fontsize=8)
+    right.plot(x, [_finite(p["p_value"]) for _, p in points], color="#d62728")
+    right.set_yscale("log")
+    right.set_title("Always-valid p-value")
+    right.set_xlabel("look")
+    return _to_data_uri(fig)

@@ -66,6 +66,7 @@ class DeployRequest:
     steps: list[float] | None = None
     step_interval_s: float | None = None
     gate: dict[str, float] = field(default_factory=dict)
+    experiment: dict[str, Any] | None = None  # an A/B test's design (services/experiments)
 
 
 def _now() -> datetime:
@@ -131,6 +132,10 @@ def start(
         "step_interval_s": request.step_interval_s or settings.step_interval_s,
         "gate": dict(request.gate),
     }
+    if request.strategy == "ab_test":
+        if request.experiment is None:
+            raise InvalidInputError("an A/B test needs its design", field="strategy")
+        options["experiment"] = request.experiment
     row = DeploymentRow(
         deployment_id=str(uuid.uuid4()),
         model_name=request.model,
@@ -333,6 +338,7 @@ def to_dict(row: DeploymentRow) -> dict[str, Any]:
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
         "finished_at": iso(row.finished_at),
+        "results": dict(row.results or {}),
     }
 
 
@@ -441,8 +447,8 @@ def _drive_one(
                 )
             )
         return None
-    if row.state != "progressing" or row.strategy == "shadow":
-        return None
+    if row.state != "progressing" or row.strategy in ("shadow", "ab_test"):
+        return None  # a shadow runs until stopped; an experiment is judged by its looks
     if row.strategy != "canary":
         return _succeed(ctx, sessions, row, {})
     interval = float(row.options.get("step_interval_s") or settings.step_interval_s)
@@ -511,7 +517,7 @@ def _begin(
 ) -> str:
     """Pending to progressing: the first step's share (all traffic but for a canary or a
     shadow); immediate, blue-green and rolling then succeed at once."""
-    plan = plan_for(row.strategy, row.steps if row.strategy == "canary" else None)
+    plan = plan_for(row.strategy, row.steps if row.strategy in ("canary", "ab_test") else None)
     share = plan.share(0)
     now = _now()
     detail = f"candidate ready in {processes} serving process(es)"
@@ -609,7 +615,8 @@ def _judge(
 _SPECS: dict[tuple[str, str], Spec] = {}
 
 
-def _spec(ctx: AppContext, name: str, version: str) -> Spec:
+def spec_of(ctx: AppContext, name: str, version: str) -> Spec:
+    """The spec of a version (cached: a version's spec never changes)."""
     key = (name, version)
     if key not in _SPECS:
         _SPECS[key] = load_model(ctx, name, version).model.spec
@@ -625,7 +632,7 @@ def _windows(
         decided = DeploymentRepository(session).arm_decisions(
             row.deployment_id, row.step_started_at
         )
-    spec = _spec(ctx, row.model_name, row.candidate_version)
+    spec = spec_of(ctx, row.model_name, row.candidate_version)
     arms = []
     for arm in (ARM_STABLE, ARM_CANDIDATE):
         mine = [d for d in decided if d[0] == arm]
@@ -681,6 +688,64 @@ def _succeed(
     return (
         f"{row.model_name}: {row.deployment_id} succeeded, production is v{row.candidate_version}"
     )
+
+
+def save_results(
+    sessions: sessionmaker[Session], row: DeploymentRow, results: dict[str, Any]
+) -> None:
+    """Store what the worker measured (an experiment's looks) on a deployment in progress."""
+    with sessions.begin() as session:
+        DeploymentRepository(session).move(
+            row.deployment_id, ["progressing", "paused"], results=results, updated_at=_now()
+        )
+    row.results = results
+
+
+def stop_experiment(  # noqa: PLR0913 - the experiment, who, why and the evidence
+    ctx: AppContext,
+    sessions: sessionmaker[Session],
+    row: DeploymentRow,
+    actor: str,
+    reason: str,
+    evidence: dict[str, Any],
+) -> str:
+    """A guardrail was breached: the treatment stops answering, with an alert."""
+    return _message(_roll_back(ctx, sessions, row, actor, reason, evidence))
+
+
+def finish_experiment(  # noqa: PLR0913 - the experiment, who, the verdict, what to do
+    ctx: AppContext,
+    sessions: sessionmaker[Session],
+    row: DeploymentRow,
+    actor: str,
+    verdict: str,
+    *,
+    promote: bool,
+) -> str:
+    """Conclude an experiment: promote the treatment (the alias moves) or keep control."""
+    if promote:
+        return _succeed(ctx, sessions, row, {"verdict": verdict, "actor": actor})
+    now = _now()
+    with sessions.begin() as session:
+        moved = DeploymentRepository(session).move(
+            row.deployment_id,
+            list(ACTIVE_STATES),
+            state="aborted",
+            traffic_share=0.0,
+            updated_at=now,
+            finished_at=now,
+            history=[*row.history, _event("concluded", actor, f"{verdict}: control kept")],
+        )
+        if not moved:
+            raise ConflictError("the experiment already ended", field="state")
+        _audit(
+            session,
+            actor,
+            "deployment.conclude",
+            row,
+            {"verdict": verdict, "kept": row.stable_version},
+        )
+    return f"{row.model_name}: experiment {row.deployment_id} concluded ({verdict}), control kept"
 
 
 def _roll_back(  # noqa: PLR0913 - the deployment, who, why and the evidence

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pandas
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.domain.deployments import ARM_CANDIDATE, ARM_STABLE
@@ -135,7 +135,7 @@ class ArmData:
     pd: np.ndarray
     approved: np.ndarray
     defaulted: np.ndarray  # float: 1, 0, or NaN when unknown or not matured
-    inputs: pd.DataFrame
+    inputs: pandas.DataFrame
 
     @property
     def n(self) -> int:
@@ -162,7 +162,7 @@ def _arms(
                 ],
                 dtype=np.float64,
             ),
-            inputs=pd.DataFrame([r[5] for r in mine]),
+            inputs=pandas.DataFrame([r[5] for r in mine]),
         )
     return arms
 
@@ -182,7 +182,9 @@ def metric_stats(metric: str, arm: ArmData, *, lgd: float, exposure: str | None)
         interval = delong_auc_ci(y, scores)
         return ArmStats(int(known.sum()), interval.auc, interval.se**2, variance_of_mean=True)
     assert exposure is not None
-    values = pd.to_numeric(arm.inputs.get(exposure), errors="coerce").to_numpy(dtype=np.float64)
+    missing = pandas.Series([math.nan] * arm.n, dtype=float)
+    column = arm.inputs[exposure] if exposure in arm.inputs.columns else missing
+    values = pandas.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
     return mean_of(np.nan_to_num(arm.pd * lgd * values))
 
 
@@ -303,5 +305,46 @@ def conclude(
     return deployments.finish_experiment(ctx, sessions, row, actor, chosen, promote=False)
 
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
+def look_all(ctx: AppContext, sessions: sessionmaker[Session]) -> list[str]:
+    """The worker's pass over the experiments in progress."""
+    now = datetime.now(UTC)
+    with sessions() as session:
+        running = [
+            r
+            for r in DeploymentRepository(session).active()
+            if r.strategy == "ab_test" and r.state == "progressing"
+        ]
+        for row in running:
+            session.expunge(row)
+    done = []
+    for row in running:
+        try:
+            message = evaluate(ctx, sessions, row, now)
+        except (ConflictError, InvalidInputError, NotFoundError) as exc:
+            log.error("experiment %s: %s", row.deployment_id, exc.message)
+            continue
+        if message:
+            log.warning("%s", message)
+            done.append(message)
+    return done
+
+
+def summary(row: dict[str, Any]) -> dict[str, Any]:
+    """An experiment as the API shows it: the deployment, its design and its last look."""
+    results = row.get("results") or {}
+    return {
+        "id": row["deployment_id"],
+        "model": row["model"],
+        "control_version": row["stable_version"],
+        "treatment_version": row["candidate_version"],
+        "state": row["state"],
+        "design": row["options"].get("experiment", {}),
+        "arms": results.get("arms", {}),
+        "last_look": results.get("last"),
+        "sample_size_per_arm": results.get("sample_size_per_arm"),
+        "looks": results.get("looks", []),
+        "history": row["history"],
+        "started_by": row["started_by"],
+        "created_at": row["created_at"],
+        "finished_at": row["finished_at"],
+    }

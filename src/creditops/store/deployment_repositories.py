@@ -20,6 +20,7 @@ from creditops.store.repositories import positive, rowcount
 from creditops.store.tables import (
     DecisionRow,
     DeploymentRow,
+    OutcomeRow,
     ServingProcessRow,
     ShadowDecisionRow,
 )
@@ -100,6 +101,23 @@ class DeploymentRepository:
             DecisionRow.inputs,
         ).where(DecisionRow.deployment_id == deployment_id, DecisionRow.created_at >= since)
         return [(r[0], r[1], r[2], r[3], r[4]) for r in self.session.execute(query)]
+
+    def experiment_rows(self, deployment_id: str, since: datetime) -> builtins.list[Any]:
+        """(arm, pd, decision, created_at, defaulted or None, inputs) of an experiment's
+        decisions since ``since``, with their outcomes where known."""
+        query = (
+            select(
+                DecisionRow.route,
+                DecisionRow.pd,
+                DecisionRow.decision,
+                DecisionRow.created_at,
+                OutcomeRow.defaulted,
+                DecisionRow.inputs,
+            )
+            .outerjoin(OutcomeRow, OutcomeRow.decision_id == DecisionRow.decision_id)
+            .where(DecisionRow.deployment_id == deployment_id, DecisionRow.created_at >= since)
+        )
+        return builtins.list(self.session.execute(query))
 
     def latencies(self, deployment_id: str, arm: str, since: datetime) -> builtins.list[float]:
         """Latencies (ms) of one arm's decisions since ``since``."""

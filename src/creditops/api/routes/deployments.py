@@ -102,6 +102,7 @@ class DeploymentResponse(BaseModel):
     updated_at: str | None
     finished_at: str | None
     shadow_report: dict[str, Any] | None = None
+    results: dict[str, Any] = Field(default_factory=dict)
 
 
 class RollbackResponse(BaseModel):
