@@ -30,12 +30,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 INTERVAL = "0.5"
 
 
-def add_versions(home: Path, count: int, gate_passed: str = "true") -> None:
-    """Register ``count`` more versions with the same bundle as v1, validated unless
-    ``gate_passed`` says otherwise."""
+def add_versions(home: Path, count: int, gate_passed: str = "true", source: str = "1") -> None:
+    """Register ``count`` more versions with the same bundle as ``source``, validated
+    unless ``gate_passed`` says otherwise."""
     ctx = AppContext(Settings(home=home))
-    info = ctx.registry.get_version("taiwan", "1")
-    bundle = ctx.registry.download_bundle("taiwan", "1", home / "bundle")
+    info = ctx.registry.get_version("taiwan", source)
+    bundle = ctx.registry.download_bundle("taiwan", source, home / f"bundle-{source}")
     for _ in range(count):
         ctx.registry.register(
             RegistrationRequest(

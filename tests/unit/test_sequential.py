@@ -11,6 +11,7 @@ from scipy import stats
 
 from creditops.monitoring.sequential import (
     ArmStats,
+    Look,
     SequentialDesign,
     fixed_horizon_size,
     half_width,
@@ -40,6 +41,9 @@ def test_looks_keep_running_minimum_and_intersection_and_decide() -> None:
     design = SequentialDesign(alpha=ALPHA, mde=0.03, min_per_arm=100)
     first = look(proportion(20, 99), proportion(40, 99), design, None)
     assert first.verdict == "keep_running" and first.p_value == 1.0  # too few
+    # a look survives its JSON form (unbounded sequences included)
+    assert first.to_dict()["lower"] is None
+    assert Look.from_dict(first.to_dict()) == first
     second = look(proportion(200, 1000), proportion(260, 1000), design, first)
     assert second.p_value < ALPHA and second.verdict == "treatment_wins"
     assert second.lower > 0  # the sequence excludes no difference

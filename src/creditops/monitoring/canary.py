@@ -4,7 +4,8 @@ window of live traffic (pure).
 Each arm's decisions in the window (:class:`ArmWindow`) are compared on
 
 * the candidate's **error rate** (scoring failures over attempts, counted by the serving
-  processes) and its **p99 latency**;
+  processes) and its **p99 latency** (over single-applicant requests: a batch is timed as
+  a whole and may be split between the arms);
 * the **PD distribution**: PSI over the stable arm's PD deciles and the two-sample
   Kolmogorov-Smirnov statistic (``scipy.stats.ks_2samp``);
 * the **approval-rate difference** (candidate minus stable, in absolute points);
@@ -118,7 +119,7 @@ def health_checks(candidate: ArmWindow, limits: GateThresholds) -> list[Check]:
             error_rate(candidate.attempts, candidate.errors) <= limits.max_error_rate,
         )
     ]
-    if candidate.n:
+    if candidate.latency_ms.size:
         p99 = float(np.percentile(candidate.latency_ms, 99))
         checks.append(
             Check(

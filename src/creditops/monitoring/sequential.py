@@ -94,10 +94,21 @@ class Look:
     verdict: str
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: infinities and NaN (no bound yet, no data) become None."""
         return {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in asdict(self).items()
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Look:
+        """The inverse of :meth:`to_dict` (None bounds are the infinite ones)."""
+        fill = {"lower": -math.inf, "upper": math.inf}
+        values: dict[str, Any] = {
+            k: (fill.get(k, math.nan) if data.get(k) is None else data[k])
+            for k in cls.__dataclass_fields__
+        }
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -629,9 +629,12 @@ def _windows(
     """Both arms' decisions since the step started."""
     assert row.step_started_at is not None
     with sessions() as session:
-        decided = DeploymentRepository(session).arm_decisions(
-            row.deployment_id, row.step_started_at
-        )
+        repo = DeploymentRepository(session)
+        decided = repo.arm_decisions(row.deployment_id, row.step_started_at)
+        timed = {
+            arm: repo.latencies(row.deployment_id, arm, row.step_started_at)
+            for arm in (ARM_STABLE, ARM_CANDIDATE)
+        }
     spec = spec_of(ctx, row.model_name, row.candidate_version)
     arms = []
     for arm in (ARM_STABLE, ARM_CANDIDATE):
@@ -647,7 +650,7 @@ def _windows(
             ArmWindow(
                 pd=np.array([d[1] for d in mine], dtype=np.float64),
                 approved=np.array([d[2] == "approve" for d in mine], dtype=bool),
-                latency_ms=np.array([d[3] for d in mine], dtype=np.float64),
+                latency_ms=np.array(timed[arm], dtype=np.float64),
                 groups=groups,
                 attempts=attempts,
                 errors=errors,
@@ -724,7 +727,7 @@ def finish_experiment(  # noqa: PLR0913 - the experiment, who, the verdict, what
 ) -> str:
     """Conclude an experiment: promote the treatment (the alias moves) or keep control."""
     if promote:
-        return _succeed(ctx, sessions, row, {"verdict": verdict, "actor": actor})
+        return _succeed(ctx, sessions, row, {"verdict": verdict, "concluded_by": actor})
     now = _now()
     with sessions.begin() as session:
         moved = DeploymentRepository(session).move(

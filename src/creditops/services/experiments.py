@@ -30,12 +30,12 @@ from creditops.domain.deployments import ARM_CANDIDATE, ARM_STABLE
 from creditops.errors import ConflictError, InvalidInputError, NotFoundError
 from creditops.modeling.fairness import protected_groups
 from creditops.modeling.metrics import delong_auc_ci
-from creditops.monitoring.canary import fairness_ratio
 from creditops.monitoring.sequential import (
     ArmStats,
     Look,
     SequentialDesign,
     fixed_horizon_size,
+    half_width,
     look,
     mean_of,
     proportion,
@@ -57,7 +57,7 @@ class Guardrails:
     min_fairness_ratio: float = 0.8
     max_fairness_drop: float = 0.05
     max_error_rate: float = 0.10
-    min_group: int = 50
+    min_group: int = 200  # groups smaller than this are too noisy to judge a ratio
 
 
 @dataclass(frozen=True)
@@ -188,35 +188,83 @@ def metric_stats(metric: str, arm: ArmData, *, lgd: float, exposure: str | None)
     return mean_of(np.nan_to_num(arm.pd * lgd * values))
 
 
+def _beyond(estimate: float, variance: float, limit: float, alpha: float) -> bool:
+    """True when the always-valid confidence sequence of ``estimate`` lies entirely beyond
+    ``-limit`` (below it): the breach is real, not noise, however often it is looked at."""
+    if variance <= 0 or limit <= 0:
+        return False
+    width = float(half_width(variance, limit**2, alpha))
+    return estimate + width < -limit
+
+
+def _group_rates(
+    approved: np.ndarray, groups: np.ndarray, min_group: int
+) -> dict[str, tuple[float, int]]:
+    rates = {}
+    for group in np.unique(groups):
+        member = groups == group
+        if member.sum() >= min_group:
+            rates[str(group)] = (float(approved[member].mean()), int(member.sum()))
+    return rates
+
+
+def _log_ratio(rates: dict[str, tuple[float, int]], low: str, high: str) -> tuple[float, float]:
+    """log(rate of ``low`` / rate of ``high``) and its delta-method variance."""
+    (p_low, n_low), (p_high, n_high) = rates[low], rates[high]
+    p_low, p_high = max(p_low, 0.5 / n_low), max(p_high, 0.5 / n_high)  # no log of zero
+    variance = (1 - p_low) / (n_low * p_low) + (1 - p_high) / (n_high * p_high)
+    return math.log(p_low / p_high), variance
+
+
 def _guardrail_breach(
-    arms: dict[str, ArmData], guard: Guardrails, spec_protected: list[str], spec: Any
+    arms: dict[str, ArmData], guard: Guardrails, spec: Any, alpha: float
 ) -> tuple[str, dict[str, Any]] | None:
+    """A guardrail breached beyond noise (see docs/experiments.md): the approval rate moved
+    further than ``max_approval_rate_change``, or the treatment's disparate impact ratio of
+    a protected attribute is under ``min_fairness_ratio`` and lower than control's for the
+    same two groups by more than ``max_fairness_drop`` (on the log scale). Each is judged
+    with the always-valid confidence sequence, as repeated looks would otherwise breach
+    by chance."""
     control, treatment = arms[ARM_STABLE], arms[ARM_CANDIDATE]
     if min(control.n, treatment.n) < guard.min_group:
         return None
-    change = float(treatment.approved.mean() - control.approved.mean())
-    if abs(change) > guard.max_approval_rate_change:
+    c, t = (
+        proportion(int(control.approved.sum()), control.n),
+        proportion(int(treatment.approved.sum()), treatment.n),
+    )
+    change = t.mean - c.mean
+    if _beyond(-abs(change), c.v + t.v, guard.max_approval_rate_change, alpha):
         return (
             f"guardrail: the approval rate moved {change:+.1%} "
             f"(limit {guard.max_approval_rate_change:.0%})",
             {"approval_rate_change": change},
         )
-    for column in spec_protected:
+    for column in spec.protected:
         if column not in treatment.inputs.columns or column not in control.inputs.columns:
             continue
-        ours = fairness_ratio(
+        ours = _group_rates(
             treatment.approved, protected_groups(treatment.inputs, spec, column), guard.min_group
         )
-        theirs = fairness_ratio(
+        theirs = _group_rates(
             control.approved, protected_groups(control.inputs, spec, column), guard.min_group
         )
-        if ours is None:
+        shared = sorted(set(ours) & set(theirs))
+        if len(shared) < 2:
             continue
-        worse = theirs is None or ours < theirs - guard.max_fairness_drop
-        if ours < guard.min_fairness_ratio and worse:
+        low = min(shared, key=lambda g: ours[g][0])
+        high = max(shared, key=lambda g: ours[g][0])
+        if ours[high][0] == 0.0 or ours[low][0] / ours[high][0] >= guard.min_fairness_ratio:
+            continue
+        log_t, var_t = _log_ratio(ours, low, high)
+        log_c, var_c = _log_ratio(theirs, low, high)
+        drop = -math.log(1.0 - guard.max_fairness_drop)
+        if _beyond(log_t - log_c, var_t + var_c, drop, alpha):
+            ratio_c = theirs[low][0] / theirs[high][0] if theirs[high][0] else None
             return (
-                f"guardrail: the fairness ratio of {column} is {ours:.2f} in treatment",
-                {"attribute": column, "treatment": ours, "control": theirs},
+                f"guardrail: the fairness ratio of {column} is "
+                f"{ours[low][0] / ours[high][0]:.2f} in treatment against "
+                f"{'n/a' if ratio_c is None else f'{ratio_c:.2f}'} in control",
+                {"attribute": column, "groups": [low, high], "treatment": ours, "control": theirs},
             )
     return None
 
@@ -230,7 +278,7 @@ def evaluate(
     guard = Guardrails(**config["guardrails"])
     spec = deployments.spec_of(ctx, row.model_name, row.candidate_version)
     arms = _arms(sessions, row, now, float(config["maturity_days"]))
-    breach = _guardrail_breach(arms, guard, list(spec.protected), spec)
+    breach = _guardrail_breach(arms, guard, spec, float(config["alpha"]))
     if breach is not None:
         return deployments.stop_experiment(ctx, sessions, row, "worker", breach[0], breach[1])
     design = SequentialDesign(
@@ -246,7 +294,7 @@ def evaluate(
     }
     results = dict(row.results or {})
     previous = results.get("last")
-    prior = Look(**previous) if previous else None
+    prior = Look.from_dict(previous) if previous else None
     current = look(stats[ARM_STABLE], stats[ARM_CANDIDATE], design, prior)
     results["last"] = current.to_dict()
     results["arms"] = {

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from creditops.store.repositories import positive, rowcount
@@ -120,11 +120,20 @@ class DeploymentRepository:
         return builtins.list(self.session.execute(query))
 
     def latencies(self, deployment_id: str, arm: str, since: datetime) -> builtins.list[float]:
-        """Latencies (ms) of one arm's decisions since ``since``."""
+        """Latencies (ms) of one arm's single-applicant requests since ``since``. A batch
+        request is timed as a whole, and its applicants may be split between the arms, so
+        its time says nothing about one arm."""
+        singles = (
+            select(DecisionRow.request_id)
+            .where(DecisionRow.deployment_id == deployment_id, DecisionRow.created_at >= since)
+            .group_by(DecisionRow.request_id)
+            .having(func.count() == 1)
+        )
         query = select(DecisionRow.latency_ms).where(
             DecisionRow.deployment_id == deployment_id,
             DecisionRow.route == arm,
             DecisionRow.created_at >= since,
+            DecisionRow.request_id.in_(singles),
         )
         return [float(v) for v in self.session.scalars(query)]
 

@@ -35,7 +35,7 @@ class GuardrailsBody(BaseModel):
     min_fairness_ratio: float = Field(default=0.8, ge=0, le=1)
     max_fairness_drop: float = Field(default=0.05, ge=0, le=1)
     max_error_rate: float = Field(default=0.10, ge=0, le=1)
-    min_group: int = Field(default=50, ge=1, le=1_000_000)
+    min_group: int = Field(default=200, ge=1, le=1_000_000)
 
 
 class AbTestBody(BaseModel):
