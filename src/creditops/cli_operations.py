@@ -300,11 +300,13 @@ def _deploy_action(action: str) -> Any:
         "pause": "Pause a deployment: its traffic split stays, its steps stop.",
         "resume": "Resume a paused deployment.",
         "abort": "Abort a deployment: the stable version answers everything again.",
+        "approve": "Four-eyes: approve a requested deployment (not the requester).",
+        "reject": "Four-eyes: reject a requested deployment.",
     }[action]
     return command
 
 
-for _action in ("pause", "resume", "abort"):
+for _action in ("pause", "resume", "abort", "approve", "reject"):
     deploy_app.command(_action)(_deploy_action(_action))
 
 

@@ -359,6 +359,12 @@ class DeploySettings(BaseModel):
     min_decisions: int = Field(
         default=200, ge=1, description="Decisions per arm before a step is judged."
     )
+    four_eyes: bool = Field(
+        default=False,
+        description="Four-eyes promotion: a deployment (or experiment) that lets a new version "
+        "answer waits for a second key holder with scope 'promote' to approve it; the direct "
+        "alias move of `models promote --to production` is refused.",
+    )
     inject_faults: list[str] = Field(
         default_factory=list,
         description="Testing only: 'model:version' entries whose scoring raises (health "

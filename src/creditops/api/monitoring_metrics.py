@@ -146,6 +146,7 @@ STATE_CODES = {
     "succeeded": 3,
     "rolled_back": 4,
     "aborted": 5,
+    "awaiting_approval": 6,
 }
 
 
@@ -173,7 +174,7 @@ class DeploymentCollector(Collector):
         state = GaugeMetricFamily(
             "creditops_deployment_state",
             "Latest deployment per model: 0 pending, 1 progressing, 2 paused, 3 succeeded, "
-            "4 rolled back, 5 aborted.",
+            "4 rolled back, 5 aborted, 6 awaiting approval.",
             labels=["model", "deployment_id", "strategy", "state"],
         )
         share = GaugeMetricFamily(

@@ -13,7 +13,10 @@ States (docs/deployments.md draws the machine)::
                   v  |                         or canary gate; or a manual rollback)
                  paused  ---> aborted          (an operator stops it: stable keeps serving)
 
-``pending`` waits until the candidate is loaded and healthy in the serving processes;
+With four-eyes promotion on, a deployment starts ``awaiting_approval`` and becomes
+``pending`` only when a second key holder with scope ``promote`` approves it (``reject``
+ends it). ``pending`` waits until the candidate is loaded and healthy in the serving
+processes;
 ``progressing`` runs the strategy's steps; the three others are final.
 """
 
@@ -29,15 +32,18 @@ from creditops.errors import ConflictError, InvalidInputError
 STRATEGIES = ("immediate", "canary", "blue_green", "shadow", "rolling", "ab_test")
 ACTIVE_STATES = ("pending", "progressing", "paused")
 FINAL_STATES = ("succeeded", "rolled_back", "aborted")
-STATES = ACTIVE_STATES + FINAL_STATES
+AWAITING = "awaiting_approval"  # four-eyes: requested, not yet approved by a second person
+STATES = (AWAITING, *ACTIVE_STATES, *FINAL_STATES)
 DEFAULT_CANARY_STEPS = (0.05, 0.25, 0.5, 1.0)
 
 # Which operator action is allowed from which state, and where it leads.
 _ACTIONS = {
     "pause": ({"pending", "progressing"}, "paused"),
     "resume": ({"paused"}, "progressing"),
-    "abort": (set(ACTIVE_STATES), "aborted"),
+    "abort": (set(ACTIVE_STATES) | {AWAITING}, "aborted"),
     "rollback": (set(ACTIVE_STATES) | {"succeeded"}, "rolled_back"),
+    "approve": ({AWAITING}, "pending"),
+    "reject": ({AWAITING}, "aborted"),
 }
 
 # The arms of a decision: who answered it, and in which role.

@@ -28,6 +28,7 @@ ROUTING_ACTIONS = (
     "deployment.promote",
     "deployment.rollback",
     "deployment.abort",
+    "deployment.reject",
     "deployment.conclude",
     "model.promote",
     "model.rollback",
@@ -103,7 +104,9 @@ class _Replay:
                 self.deployment = None
             elif str(d.get("deployment_id")) in self.promoted and d.get("back_to"):
                 self._set_production(str(d["back_to"]), row)
-        elif action in ("deployment.abort", "deployment.conclude") and self._current(d):
+        elif action in ("deployment.abort", "deployment.reject", "deployment.conclude") and (
+            self._current(d)
+        ):
             self.deployment = None
         elif action == "model.promote" and d.get("alias") == "production":
             self._set_production(row.target.split(":", 1)[1], row)
@@ -173,3 +176,41 @@ def history_at(sessions: sessionmaker[Session], name: str, at: datetime) -> dict
         "production_since": replay.production_since,
         "records_replayed": len(rows),
     }
+
+
+def trace_decision(sessions: sessionmaker[Session], decision_id: str) -> dict[str, Any]:
+    """A logged decision traced to what answered it: its model version, the deployment or
+    experiment and the arm that routed it, who was answering at that instant, and the
+    audit records of the deployment that put the version there."""
+    from creditops.errors import NotFoundError
+    from creditops.store.tables import DecisionRow
+
+    with sessions() as session:
+        decision = session.get(DecisionRow, decision_id)
+        if decision is None:
+            raise NotFoundError(f"no decision {decision_id!r}", field="decision_id")
+        facts: dict[str, Any] = {
+            "decision_id": decision.decision_id,
+            "application_id": decision.application_id,
+            "model": decision.model_name,
+            "version": decision.model_version,
+            "policy_version": decision.policy_version,
+            "decided_at": decision.created_at.isoformat(),
+            "deployment_id": decision.deployment_id,
+            "arm": decision.route,
+        }
+        records: list[dict[str, Any]] = []
+        if decision.deployment_id:
+            rows = session.scalars(
+                select(AuditRow)
+                .where(AuditRow.action.like("deployment.%"), AuditRow.target == decision.model_name)
+                .order_by(AuditRow.seq)
+            ).all()
+            records = [
+                record_dict(r)
+                for r in rows
+                if r.details.get("deployment_id") == decision.deployment_id
+            ]
+    facts["serving_then"] = history_at(sessions, decision.model_name, decision.created_at)
+    facts["deployment_records"] = records
+    return facts

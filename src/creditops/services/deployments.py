@@ -29,6 +29,7 @@ from creditops.domain.deployments import (
     ACTIVE_STATES,
     ARM_CANDIDATE,
     ARM_STABLE,
+    AWAITING,
     STRATEGIES,
     next_state,
     plan_for,
@@ -128,6 +129,7 @@ def start(
             f"{request.model} v{candidate.version} is already in production", field="version"
         )
     now = _now()
+    awaiting = settings.four_eyes and plan.strategy != "shadow"  # a shadow never answers
     options = {
         "step_interval_s": request.step_interval_s or settings.step_interval_s,
         "gate": dict(request.gate),
@@ -140,7 +142,7 @@ def start(
         deployment_id=str(uuid.uuid4()),
         model_name=request.model,
         strategy=plan.strategy,
-        state="pending",
+        state=AWAITING if awaiting else "pending",
         stable_version=stable.version if stable else None,
         candidate_version=candidate.version,
         steps=list(plan.steps),
@@ -198,6 +200,12 @@ def act(
         if row is None:
             raise NotFoundError(f"no deployment {deployment_id!r}", field="deployment_id")
         target = next_state(row.state, action)
+        if action == "approve" and actor == row.started_by:
+            raise ConflictError(
+                "four-eyes: the approver must be another key holder than the requester "
+                f"({row.started_by})",
+                field="actor",
+            )
         values: dict[str, Any] = {
             "state": target,
             "updated_at": _now(),
@@ -297,7 +305,15 @@ def promote_alias(  # noqa: PLR0913 - the alias move of `creditops models promot
     actor: str,
 ) -> VersionInfo:
     """Move an alias directly (the CLI's ``models promote``), with an audit entry; an
-    override of the gate (``force`` with ``reason``) is audited as such."""
+    override of the gate (``force`` with ``reason``) is audited as such. With four-eyes
+    promotion on, a move of ``production`` is refused: it must be a deployment that a
+    second person approves."""
+    if alias == "production" and ctx.settings.deploy.four_eyes:
+        raise ConflictError(
+            "four-eyes promotion is on: start a deployment (`creditops deploy start`) and "
+            "have another key holder with scope 'promote' approve it",
+            field="to",
+        )
     before = ctx.registry.get_version(name, version)
     info = move_alias(ctx, name, version, alias, force=force, reason=reason, actor=actor)
     with sessions.begin() as session:

@@ -238,16 +238,18 @@ router.add_api_route(
 
 
 def _action(name: str) -> Callable[..., Any]:
+    # approving or rejecting a request needs scope promote; the rest of the lifecycle deploy
+    needed = Depends(promote_scope if name in ("approve", "reject") else deploy_scope)
+
     async def handler(
         deployment_id: DeploymentId,
-        principal: DeployKey,
         sessions: SessionsDep,
         body: ActionBody | None = None,
+        principal: Principal = needed,
     ) -> DeploymentResponse:
         reason = body.reason if body else ""
-        row = await run_in_threadpool(
-            deployments.act, sessions, deployment_id, name, principal.actor, reason
-        )
+        actor = principal.actor
+        row = await run_in_threadpool(deployments.act, sessions, deployment_id, name, actor, reason)
         return DeploymentResponse(**row)
 
     handler.__name__ = f"{name}_deployment"
@@ -255,11 +257,13 @@ def _action(name: str) -> Callable[..., Any]:
         "pause": "Pause a deployment: its traffic split stays, its steps stop.",
         "resume": "Resume a paused deployment.",
         "abort": "Abort a deployment: the stable version answers everything again.",
+        "approve": "Four-eyes: approve a requested deployment (scope promote; not the requester).",
+        "reject": "Four-eyes: reject a requested deployment (scope promote).",
     }[name]
     return handler
 
 
-for _name in ("pause", "resume", "abort"):
+for _name in ("pause", "resume", "abort", "approve", "reject"):
     router.add_api_route(
         f"/v1/models/deployments/{{deployment_id}}/{_name}",
         _action(_name),

@@ -18,7 +18,7 @@ from creditops.domain.windows import parse_time
 from creditops.errors import NotFoundError
 from creditops.reporting.experiment_report import experiment_html
 from creditops.services import deployments, experiments
-from creditops.services.audit import history_at
+from creditops.services.audit import history_at, trace_decision
 
 deploy_scope = scope("deploy")
 DeployKey = Annotated[Principal, Depends(deploy_scope)]
@@ -223,3 +223,17 @@ async def model_history(
     deployment or experiment, and who put them there (replayed from the audit trail)."""
     moment = parse_time(at, field="at")
     return HistoryResponse(**await run_in_threadpool(history_at, sessions, name, moment))
+
+
+@router.get(
+    "/v1/decisions/{decision_id}/trace", operation_id="trace_decision", dependencies=[ReadScope]
+)
+async def trace(
+    decision_id: Annotated[str, Path(min_length=36, max_length=36, pattern=r"^[0-9a-f-]+$")],
+    sessions: SessionsDep,
+) -> dict[str, Any]:
+    """A logged decision traced to its model version, the deployment or experiment arm that
+    routed it, who was answering at that instant, and the audit records of how that
+    version got there."""
+    result: dict[str, Any] = await run_in_threadpool(trace_decision, sessions, decision_id)
+    return result
