@@ -119,9 +119,7 @@ def test_four_eyes_a_second_person_approves(
     assert trace.status_code == 200, trace.text
     facts = trace.json()
     assert facts["version"] == "2" and facts["serving_then"]["production"] == "2"
-    assert (
     assert "deployment.promote" in facts["serving_then"]["production_put_by"]
-    )
     assert verify(state_of(client).sessions)["ok"]
 
 
