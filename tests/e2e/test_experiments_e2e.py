@@ -142,6 +142,10 @@ def test_an_ab_test_finds_the_better_model_and_promotes_it(tmp_path: Path) -> No
         assert last["verdict"] == "treatment_wins" and last["upper"] < 0 and last["p_value"] <= 0.05
         arms = ended["arms"]
         assert arms["treatment"]["default_rate_approved"] < arms["control"]["default_rate_approved"]
+        for arm in arms.values():  # per-arm intervals once outcomes exist
+            rate = arm["default_rate_approved_interval"]
+            assert rate["lower"] < rate["rate"] < rate["upper"]
+            assert arm["auc"]["lower"] < arm["auc"]["auc"] < arm["auc"]["upper"]
         assert ended["looks"] and ended["sample_size_per_arm"]
         switch = datetime.fromisoformat(ended["finished_at"])
         assert switch - before < timedelta(hours=48)

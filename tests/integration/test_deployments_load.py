@@ -165,7 +165,10 @@ def test_a_canary_gate_rolls_back_and_a_good_canary_promotes(
         assert "approval_rate_diff" in last["detail"], last
         failed = {c["name"]: c for c in last["evidence"]["checks"] if not c["passed"]}
         assert failed["approval_rate_diff"]["value"] < -0.1
-        assert any("rolled back" in m.get("title", "") for m in received)
+        deadline = time.monotonic() + 10  # the alert goes out after the state is stored
+        while not any("rolled back" in m.get("title", "") for m in received):
+            assert time.monotonic() < deadline, received
+            time.sleep(0.2)
 
         body = {"name": "taiwan", "version": "3", "strategy": "canary", "steps": [0.5, 1.0]}
         good = client.post("/v1/models/deploy", json=body).json()["deployment_id"]

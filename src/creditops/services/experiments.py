@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas
+from scipy import stats
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.domain.deployments import ARM_CANDIDATE, ARM_STABLE
@@ -319,16 +320,39 @@ def evaluate(
 
 
 def _describe(arm: ArmData, metric: ArmStats) -> dict[str, Any]:
+    """One arm as the status shows it, with 95% intervals where outcomes exist: Wilson's
+    for the default rate among approved (``scipy.stats.binomtest``), DeLong's for the AUC.
+    These describe each arm; the test's confidence sequence is the one to decide on."""
     labelled = ~np.isnan(arm.defaulted)
     approved_known = arm.approved & labelled
+    bad, known = int(arm.defaulted[approved_known].sum()), int(approved_known.sum())
+    default_rate = None
+    if known:
+        interval = stats.binomtest(bad, known).proportion_ci(0.95, method="wilson")
+        default_rate = {
+            "rate": bad / known,
+            "lower": interval.low,
+            "upper": interval.high,
+            "n": known,
+        }
+    auc = None
+    y = arm.defaulted[labelled]
+    if labelled.sum() >= 2 and 0 < y.sum() < len(y):
+        found = delong_auc_ci(y.astype(int), arm.pd[labelled])
+        auc = {
+            "auc": found.auc,
+            "lower": found.lower,
+            "upper": found.upper,
+            "n": int(labelled.sum()),
+        }
     return {
         "n": arm.n,
         "approval_rate": float(arm.approved.mean()) if arm.n else None,
         "mean_pd": float(arm.pd.mean()) if arm.n else None,
         "labelled": int(labelled.sum()),
-        "default_rate_approved": (
-            float(arm.defaulted[approved_known].mean()) if approved_known.any() else None
-        ),
+        "default_rate_approved": default_rate["rate"] if default_rate else None,
+        "default_rate_approved_interval": default_rate,
+        "auc": auc,
         "metric": {"n": metric.n, "value": None if math.isnan(metric.mean) else metric.mean},
     }
 
