@@ -145,7 +145,7 @@ def test_a_canary_gate_rolls_back_and_a_good_canary_promotes(
     env = environment(
         home,
         url,
-        CREDITOPS_DEPLOY__STEP_INTERVAL_S="2",
+        CREDITOPS_DEPLOY__STEP_INTERVAL_S="5",  # time to send a step's traffic under load
         CREDITOPS_DEPLOY__MIN_DECISIONS="100",
         CREDITOPS_ALERTS__CHANNELS="webhook",
         CREDITOPS_ALERTS__WEBHOOK_URL=hook,
@@ -176,8 +176,9 @@ def test_a_canary_gate_rolls_back_and_a_good_canary_promotes(
         time.sleep(3 * float(INTERVAL))
         send(client, applicants(800, 800))
         deadline = time.monotonic() + 30
-        while client.get(f"/v1/models/deployments/{good}").json()["traffic_share"] < 1.0:
-            assert time.monotonic() < deadline
+        while (shown := client.get(f"/v1/models/deployments/{good}").json())["traffic_share"] < 1.0:
+            assert shown["state"] == "progressing", shown["history"][-1]
+            assert time.monotonic() < deadline, shown["history"][-1]
             time.sleep(0.2)
         time.sleep(3 * float(INTERVAL))
         send(client, applicants(300, 1600))

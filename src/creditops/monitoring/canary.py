@@ -45,7 +45,7 @@ class GateThresholds:
     min_fairness_ratio: float = 0.8
     max_fairness_drop: float = 0.05
     min_decisions: int = 200
-    min_group: int = 30
+    min_group: int = 200  # smaller groups make the ratio too noisy to judge
 
 
 @dataclass(frozen=True)
