@@ -44,6 +44,29 @@ app.add_typer(models_app, name="models")
 app.add_typer(policy_app, name="policy")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from creditops import __version__
+
+        out.print(f"creditops {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Train, gate, register and score credit-risk (PD) models."""
+
+
 def _metrics_table(title: str, metrics: dict[str, Any], baseline: dict[str, Any] | None) -> Table:
     table = Table(title=title)
     table.add_column("metric")
