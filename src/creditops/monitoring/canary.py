@@ -137,16 +137,24 @@ def pd_psi(stable: FloatArray, candidate: FloatArray, bins: int = 10) -> float:
     return psi(reference, current)
 
 
+def group_rates(
+    approved: npt.NDArray[np.bool_], groups: npt.NDArray[np.str_], min_group: int
+) -> dict[str, tuple[float, int]]:
+    """Approval rate and size of each group of at least ``min_group`` decisions."""
+    rates = {}
+    for group in np.unique(groups):
+        member = groups == group
+        if member.sum() >= min_group:
+            rates[str(group)] = (float(approved[member].mean()), int(member.sum()))
+    return rates
+
+
 def fairness_ratio(
     approved: npt.NDArray[np.bool_], groups: npt.NDArray[np.str_], min_group: int
 ) -> float | None:
     """Lowest over highest approval rate among groups of at least ``min_group`` decisions
     (None with fewer than two such groups, or when no group is approved at all)."""
-    rates = []
-    for group in np.unique(groups):
-        member = groups == group
-        if member.sum() >= min_group:
-            rates.append(float(approved[member].mean()))
+    rates = [rate for rate, _ in group_rates(approved, groups, min_group).values()]
     if len(rates) < 2 or max(rates) == 0.0:
         return None
     return min(rates) / max(rates)

@@ -49,7 +49,7 @@ from creditops.store.deployment_repositories import (
     ServingProcessRepository,
     ShadowRepository,
 )
-from creditops.store.tables import DeploymentRow
+from creditops.store.tables import DecisionRow, DeploymentRow, ShadowDecisionRow
 
 log = logging.getLogger("creditops.deployments")
 MIN_ATTEMPTS = 10  # candidate scorings before its error rate is judged
@@ -367,26 +367,20 @@ def get(sessions: sessionmaker[Session], deployment_id: str) -> dict[str, Any]:
         result = to_dict(row)
         if row.strategy == "shadow":
             pairs = ShadowRepository(session).compared(deployment_id, SHADOW_COMPARED)
-            primary = [
-                {
-                    "application_id": d.application_id,
-                    "pd": d.pd,
-                    "decision": d.decision,
-                    "reasons": d.reasons,
-                }
-                for _, d in pairs
-            ]
-            shadow = [
-                {
-                    "application_id": s.application_id,
-                    "pd": s.pd,
-                    "decision": s.decision,
-                    "reasons": s.reasons,
-                }
-                for s, _ in pairs
-            ]
+            primary = [_compared(d) for _, d in pairs]
+            shadow = [_compared(sh) for sh, _ in pairs]
             result["shadow_report"] = compare_shadow(primary, shadow)
     return result
+
+
+def _compared(row: DecisionRow | ShadowDecisionRow) -> dict[str, Any]:
+    """One side of a shadow comparison pair (``monitoring/canary.compare_shadow``)."""
+    return {
+        "application_id": row.application_id,
+        "pd": row.pd,
+        "decision": row.decision,
+        "reasons": row.reasons,
+    }
 
 
 def list_deployments(
@@ -443,7 +437,11 @@ def _drive_one(
     entries: Entries = [
         (pid, r.get("deployments", {}).get(row.deployment_id)) for pid, r in serving
     ]
-    unhealthy = _unhealthy(sessions, row, entries, limits)
+    counts = (
+        sum(int(e.get("attempts", 0)) for _, e in entries if e),
+        sum(int(e.get("errors", 0)) for _, e in entries if e),
+    )
+    unhealthy = _unhealthy(sessions, row, entries, counts, limits)
     if unhealthy is not None:
         return _message(_roll_back(ctx, sessions, row, "worker", *unhealthy))
     if row.state == "pending":
@@ -470,13 +468,15 @@ def _drive_one(
     interval = float(row.options.get("step_interval_s") or settings.step_interval_s)
     if row.step_started_at is None or now - row.step_started_at < timedelta(seconds=interval):
         return None
-    attempts = sum(int(e.get("attempts", 0)) for _, e in entries if e)
-    errors = sum(int(e.get("errors", 0)) for _, e in entries if e)
-    return _judge(ctx, sessions, row, limits, (attempts, errors))
+    return _judge(ctx, sessions, row, limits, counts)
 
 
 def _unhealthy(
-    sessions: sessionmaker[Session], row: DeploymentRow, entries: Entries, limits: GateThresholds
+    sessions: sessionmaker[Session],
+    row: DeploymentRow,
+    entries: Entries,
+    counts: tuple[int, int],
+    limits: GateThresholds,
 ) -> tuple[str, dict[str, Any]] | None:
     """Why the candidate must be rolled back now, with the evidence, or None: a failed
     health check in any serving process, the error rate, or the p99 latency."""
@@ -484,8 +484,7 @@ def _unhealthy(
         if entry and entry.get("health_error"):
             evidence = {"process": pid, "health_error": entry["health_error"]}
             return "the candidate failed its health check", evidence
-    attempts = sum(int(e.get("attempts", 0)) for _, e in entries if e)
-    errors = sum(int(e.get("errors", 0)) for _, e in entries if e)
+    attempts, errors = counts
     if attempts >= MIN_ATTEMPTS and errors / attempts > limits.max_error_rate:
         evidence = {
             "attempts": attempts,
@@ -655,7 +654,7 @@ def _windows(
     arms = []
     for arm in (ARM_STABLE, ARM_CANDIDATE):
         mine = [d for d in decided if d[0] == arm]
-        inputs = pd.DataFrame([d[4] for d in mine])
+        inputs = pd.DataFrame([d[3] for d in mine])
         groups = {
             column: protected_groups(inputs, spec, column)
             for column in spec.protected

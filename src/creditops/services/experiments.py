@@ -31,6 +31,7 @@ from creditops.domain.deployments import ARM_CANDIDATE, ARM_STABLE
 from creditops.errors import ConflictError, InvalidInputError, NotFoundError
 from creditops.modeling.fairness import protected_groups
 from creditops.modeling.metrics import delong_auc_ci
+from creditops.monitoring.canary import group_rates
 from creditops.monitoring.sequential import (
     ArmStats,
     Look,
@@ -198,17 +199,6 @@ def _beyond(estimate: float, variance: float, limit: float, alpha: float) -> boo
     return estimate + width < -limit
 
 
-def _group_rates(
-    approved: np.ndarray, groups: np.ndarray, min_group: int
-) -> dict[str, tuple[float, int]]:
-    rates = {}
-    for group in np.unique(groups):
-        member = groups == group
-        if member.sum() >= min_group:
-            rates[str(group)] = (float(approved[member].mean()), int(member.sum()))
-    return rates
-
-
 def _log_ratio(rates: dict[str, tuple[float, int]], low: str, high: str) -> tuple[float, float]:
     """log(rate of ``low`` / rate of ``high``) and its delta-method variance."""
     (p_low, n_low), (p_high, n_high) = rates[low], rates[high]
@@ -243,10 +233,10 @@ def _guardrail_breach(
     for column in spec.protected:
         if column not in treatment.inputs.columns or column not in control.inputs.columns:
             continue
-        ours = _group_rates(
+        ours = group_rates(
             treatment.approved, protected_groups(treatment.inputs, spec, column), guard.min_group
         )
-        theirs = _group_rates(
+        theirs = group_rates(
             control.approved, protected_groups(control.inputs, spec, column), guard.min_group
         )
         shared = sorted(set(ours) & set(theirs))

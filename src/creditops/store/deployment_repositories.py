@@ -90,17 +90,16 @@ class DeploymentRepository:
 
     def arm_decisions(
         self, deployment_id: str, since: datetime
-    ) -> builtins.list[tuple[str, float, str, float, dict[str, Any]]]:
-        """(arm, pd, decision, latency_ms, inputs) of the decisions a deployment routed
-        since ``since``."""
+    ) -> builtins.list[tuple[str, float, str, dict[str, Any]]]:
+        """(arm, pd, decision, inputs) of the decisions a deployment routed since ``since``
+        (latencies come from :meth:`latencies`, which counts single-applicant requests)."""
         query = select(
             DecisionRow.route,
             DecisionRow.pd,
             DecisionRow.decision,
-            DecisionRow.latency_ms,
             DecisionRow.inputs,
         ).where(DecisionRow.deployment_id == deployment_id, DecisionRow.created_at >= since)
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in self.session.execute(query)]
+        return [(r[0], r[1], r[2], r[3]) for r in self.session.execute(query)]
 
     def experiment_rows(self, deployment_id: str, since: datetime) -> builtins.list[Any]:
         """(arm, pd, decision, created_at, defaulted or None, inputs) of an experiment's
