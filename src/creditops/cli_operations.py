@@ -24,6 +24,7 @@ from creditops.cli_support import (
     run,
     sessions,
 )
+from creditops.domain.windows import utc_text
 from creditops.errors import InvalidInputError
 from creditops.services.context import make_home_private
 from creditops.settings import get_settings
@@ -607,22 +608,30 @@ def drift(
             kinds=("data_drift", "prediction_drift"),
         )
         outcome = run(lambda: monitoring.run_checks(context(), sessions(), request))
+        scope: dict[str, object] = {
+            "model": name,
+            "version": outcome.version,
+            "window": f"{utc_text(since_at)} to now",
+        }
         result = outcome.results["data_drift"] | {
             "prediction_drift": outcome.results["prediction_drift"]
         }
     elif spec and reference and current:
         config = run(lambda: monitoring.drift_config(settings.monitor.drift))
+        scope = {"spec": str(spec), "reference": str(reference), "current": str(current)}
         result = run(
             lambda: monitoring.file_drift(load_spec(spec), reference, current, config).to_dict()
         )
     else:
         raise fail(InvalidInputError("give --name NAME, or --spec SPEC --reference A --current B"))
+    result = scope | result
     if report is not None and result["level"] == "insufficient_data":
         report = None  # nothing was judged, so there is nothing to draw
     if report is not None:
         from creditops.reporting.drift_report import render_drift_report
 
-        run(lambda: render_drift_report(result, report, title=f"Drift report: {name or spec}"))
+        title = f"Data drift: {name} v{scope['version']}" if name else f"Data drift: {spec}"
+        run(lambda: render_drift_report(result, report, title=title, scope=scope))
     if as_json:
         print_json(result)
     else:
@@ -636,8 +645,9 @@ def _print_drift(result: dict[str, Any], report: Path | None) -> None:
         out.print(f"insufficient data: {result['message']}; nothing judged, level not set")
         return
     table = Table(title=f"Data drift ({result.get('mode', '')}): level {result['level']}")
-    for column in ("feature", "method", "statistic", "p (adj.)", "PSI", "drifted"):
+    for column in ("feature", "method", "statistic", "p (adj.)", "PSI", "level", "verdict"):
         table.add_column(column)
+    colour = {"ok": "green", "warning": "yellow", "critical": "red"}
     for f in result["features"]:
         table.add_row(
             f["feature"],
@@ -645,7 +655,8 @@ def _print_drift(result: dict[str, Any], report: Path | None) -> None:
             fmt(f.get("statistic")),
             fmt(f.get("p_value_adjusted")),
             fmt(f.get("psi")),
-            "[red]yes[/]" if f["drifted"] else "no",
+            f"[{colour[f['level']]}]{f['level']}[/]",
+            f["verdict"].split(": ", 1)[1],
         )
     out.print(table)
     out.print(

@@ -322,13 +322,52 @@ def test_score_share_weights_and_level() -> None:
     terms = [min(1.0, f.psi / 0.25) for f in result.features]
     assert _close(result.drift_score, sum(terms) / len(terms))
     assert result.drifted_features == ["x0"] and _close(result.drifted_share, 0.2)
-    assert result.level_by_share == "warning" and result.level == "warning"
+    assert result.level_by_share == "warning" and result.level_by_score == "ok"
+    # x0 moved by one standard deviation: critical on its own, so the dataset is too.
+    assert result.feature("x0").level == "critical" and result.level_by_features == "critical"
+    assert result.level == "critical"
     weighted = data_drift_exact(ref, cur, TYPES_ALL, DriftConfig(weights={"x0": 3.0, "x1": 1.0}))
     assert _close(weighted.drifted_share, 0.75)  # features without a weight count 0
     assert weighted.level == "critical"
     x0 = next(t for t, f in zip(terms, result.features, strict=True) if f.feature == "x0")
     assert _close(weighted.drift_score, (3.0 * x0 + terms[1]) / 4.0)
-    assert json.loads(json.dumps(result.to_dict(), allow_nan=False))["level"] == "warning"
+    assert json.loads(json.dumps(result.to_dict(), allow_nan=False))["level"] == "critical"
+    ignored = data_drift_exact(ref, cur, TYPES_ALL, DriftConfig(weights={"x0": 0.0, "x1": 1.0}))
+    assert ignored.level_by_features == "ok" and ignored.level == "ok"  # weight 0: not weighed
+
+
+def test_a_critical_feature_keeps_the_dataset_from_reading_ok() -> None:
+    """Two features of 23 critical: the share (2/23) and the score rules say ok, the
+    summary may not (issue 15: a dataset level of OK with critical features)."""
+    rng = np.random.default_rng(5)
+    names = [f"f{i}" for i in range(23)]
+    ref = pd.DataFrame({n: rng.normal(size=4000) for n in names})
+    cur = pd.DataFrame({n: rng.normal(size=4000) for n in names})
+    cur["f0"] += 1.5
+    cur["f1"] += 0.8
+    result = data_drift_exact(ref, cur, dict.fromkeys(names, "numeric"))
+    assert [f.feature for f in result.features if f.level == "critical"] == ["f0", "f1"]
+    assert result.level_by_share == "ok" and result.level_by_score == "ok"
+    assert result.level == "critical"
+
+
+def test_one_verdict_per_feature_names_its_test_and_threshold() -> None:
+    """A small window: PSI far above 0.25 by chance, the KS test not significant. The
+    feature is ok (the PSI has no notion of sample size), and the sentence says why."""
+    ref = pd.DataFrame({"x": np.linspace(0.0, 1.0, 2000)})
+    cur = pd.DataFrame({"x": [0.05, 0.5, 0.93]})
+    f = data_drift_exact(ref, cur, {"x": "numeric"}).feature("x")
+    assert f.psi > 0.25 and f.p_value_adjusted is not None and f.p_value_adjusted >= 0.05
+    assert f.level == "ok" and not f.drifted
+    assert f.verdict.startswith("ok: adjusted p ") and "PSI not judged" in f.verdict
+    shifted = data_drift_exact(
+        ref, pd.DataFrame({"x": np.linspace(0.6, 1.6, 2000)}), {"x": "numeric"}
+    )
+    g = shifted.feature("x")
+    assert g.drifted and g.level == "critical"
+    assert g.verdict.startswith("critical: adjusted p ") and ">= floor 0.02" in g.verdict
+    assert f"PSI {g.psi:.3f} >= 0.25" in g.verdict
+    assert "severity" not in g.to_dict()
 
 
 @pytest.mark.parametrize(

@@ -59,3 +59,14 @@ def aware_utc(value: datetime, *, field: str) -> datetime:
         return value.astimezone(UTC)
     except OverflowError:
         raise InvalidInputError(f"{field} is out of range", field=field) from None
+
+
+def utc_text(value: datetime | None) -> str | None:
+    """``value`` as RFC 3339 in UTC with a ``Z`` (naive = UTC), the one time format the
+    CLI, the API and the reports print; None stays None. Microseconds are kept when set,
+    so two events in one second still order."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

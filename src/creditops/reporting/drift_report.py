@@ -7,9 +7,11 @@ import base64
 import html
 import io
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from creditops.domain.windows import utc_text
 from creditops.errors import InvalidInputError
 
 STYLE = """
@@ -60,30 +62,55 @@ def _fmt(value: object) -> str:
     return html.escape(str(value))
 
 
-def render_drift_report(result: Mapping[str, Any], path: Path, *, title: str) -> Path:
-    """Write the report of a data-drift result (``DriftResult.to_dict()``)."""
+def _share(value: object) -> str:
+    """The drifted share as the CLI prints it (one decimal of a percent)."""
+    return f"{value:.1%}" if isinstance(value, float) else _fmt(value)
+
+
+def _scope_table(scope: Mapping[str, object] | None) -> str:
+    generated = utc_text(datetime.now(UTC).replace(microsecond=0))
+    items = [*(scope or {}).items(), ("generated", generated)]
+    cells = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in items
+    )
+    return f'<table class="scope">{cells}</table>'
+
+
+def render_drift_report(
+    result: Mapping[str, Any],
+    path: Path,
+    *,
+    title: str,
+    scope: Mapping[str, object] | None = None,
+) -> Path:
+    """Write the report of a data-drift result (``DriftResult.to_dict()``).
+
+    ``scope`` names what was compared (model, version, window, input files); it is shown
+    at the top with the generation time, so a printed report says what it covers.
+    """
     if "features" not in result:
         raise InvalidInputError("not a drift result: it has no features", field="result")
     level = str(result.get("level", "ok"))
     rows = []
     figures = []
     for feature in result["features"]:
-        cls = ' class="drifted"' if feature.get("drifted") else ""
+        flevel = str(feature.get("level", "ok"))
+        cls = f' class="{html.escape(flevel)}"' if flevel != "ok" else ""
         rows.append(
             f"<tr{cls}><td>{html.escape(str(feature['feature']))}</td>"
             f"<td>{_fmt(feature.get('method'))}</td><td>{_fmt(feature.get('statistic'))}</td>"
             f"<td>{_fmt(feature.get('p_value'))}</td>"
             f"<td>{_fmt(feature.get('p_value_adjusted'))}</td>"
             f"<td>{_fmt(feature.get('effect_size'))}</td><td>{_fmt(feature.get('psi'))}</td>"
-            f"<td>{_fmt(feature.get('severity'))}</td><td>{_fmt(feature.get('drifted'))}</td></tr>"
+            f"<td>{html.escape(flevel)}</td>"
+            f'<td style="text-align:left">{_fmt(feature.get("verdict"))}</td></tr>'
         )
         bins = feature.get("bins") or []
         if bins:
-            state = "drifted" if feature.get("drifted") else "stable"
             figures.append(
                 f'<figure><img alt="{html.escape(str(feature["feature"]))}" '
                 f'src="{_bar_plot(str(feature["feature"]), bins)}"><figcaption>'
-                f"PSI {_fmt(feature.get('psi'))}; {state}"
+                f"{_fmt(feature.get('verdict'))}"
                 "</figcaption></figure>"
             )
     prediction = result.get("prediction_drift")
@@ -101,14 +128,16 @@ def render_drift_report(result: Mapping[str, Any], path: Path, *, title: str) ->
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{html.escape(title)}</title><style>{STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
+{_scope_table(scope)}
 <p class="banner {html.escape(level)}">Level: {html.escape(level.upper())} &mdash; drift score
-{_fmt(result.get("drift_score"))}, drifted share {_fmt(result.get("drifted_share"))}
+{_fmt(result.get("drift_score"))}, drifted share {_share(result.get("drifted_share"))}
 ({_fmt(result.get("n_drifted"))} features); mode {_fmt(result.get("mode"))};
 reference rows {_fmt(result.get("n_reference"))}, current rows {_fmt(result.get("n_current"))};
 configuration {_fmt(str(result.get("config_fingerprint", ""))[:12])}</p>
 <h2>Tests per feature</h2>
 <table><tr><th>feature</th><th>method</th><th>statistic</th><th>p</th><th>p (BH adj.)</th>
-<th>effect size</th><th>PSI</th><th>severity</th><th>drifted</th></tr>{"".join(rows)}</table>
+<th>effect size</th><th>PSI</th><th>level</th><th>verdict (test and threshold)</th></tr>
+{"".join(rows)}</table>
 {pred_html}
 <h2>Distributions: reference vs current</h2><div class="grid">{"".join(figures)}</div>
 </body></html>"""

@@ -27,16 +27,21 @@ A feature is **drifted** when, by its method:
 The floors keep very large windows from alarming on trivial shifts. Defaults (0.02 for D
 and the total variation distance, 0.05 for Wasserstein / std) sit at about a 0.05-standard
 deviation mean shift of a normal feature, half the 0.1-SD shift that must be detected.
-A feature's **severity** comes from its PSI: ``warning`` from ``psi_warning`` (0.1),
-``critical`` from ``psi_threshold`` (0.25).
+A feature has **one verdict**, its ``level``, with a ``verdict`` sentence naming the test
+and threshold behind it. A feature the method does not call drifted is ``ok``, whatever its
+PSI: the PSI has no notion of sample size, and on a small window a large PSI is noise that
+the test (which has one) rejects. A drifted feature is ``warning``, or ``critical`` when its
+PSI is at or above ``psi_threshold`` (0.25). The PSI's own band (``warning`` from
+``psi_warning``, 0.1) is reported in the sentence, not as a second verdict.
 
 **Dataset.** With weights ``w`` (feature importance, default 1; features without a weight
 count 0 when weights are given): ``drifted_share = sum(w * drifted) / sum(w)`` and
 ``drift_score = sum(w * min(1, psi / psi_threshold)) / sum(w)``, in [0, 1] and increasing in
 every feature's PSI: 1 means every feature shifted by at least the critical PSI. The level
-is the worse of the score's (``warning`` from ``warning_score`` 0.5, ``critical`` above
-``critical_score`` 0.7) and the share's (``warning`` from ``warning_share`` 0.2, ``critical``
-above ``critical_share`` 0.3).
+is the worst of the score's (``warning`` from ``warning_score`` 0.5, ``critical`` above
+``critical_score`` 0.7), the share's (``warning`` from ``warning_share`` 0.2, ``critical``
+above ``critical_share`` 0.3) and the features' (``critical`` when a feature with a weight
+above 0 is critical): a summary never reads ``ok`` while a feature it weighs is critical.
 
 **Categories.** Current categories missing from the reference are counted as unseen (rows
 and the most frequent examples). A profile keeps only its top categories plus an ``other``
@@ -279,7 +284,8 @@ class FeatureDrift:
     effect_size: float | None
     threshold: float
     drifted: bool
-    severity: Level
+    level: Level
+    verdict: str
     psi: float
     js: float | None
     ks_statistic: float | None
@@ -309,6 +315,7 @@ class DriftResult:
     level: Level
     level_by_score: Level
     level_by_share: Level
+    level_by_features: Level
     config_fingerprint: str
     n_reference: int
     n_current: int
@@ -460,6 +467,15 @@ def measure_categorical(
     )
 
 
+_EFFECT_NAME = {
+    "ks": "KS D",
+    "wasserstein": "Wasserstein/std",
+    "chi2": "total variation",
+    "psi": "PSI",
+    "jensenshannon": "JS distance",
+}
+
+
 def _judge(m: Measured, p_adjusted: float | None, config: DriftConfig) -> FeatureDrift:
     rule = m.rule
     statistic, effect = m.statistic_and_effect()
@@ -474,6 +490,9 @@ def _judge(m: Measured, p_adjusted: float | None, config: DriftConfig) -> Featur
             and p_adjusted < config.alpha
             and effect >= threshold
         )
+    level: Level = "ok"
+    if drifted:
+        level = "critical" if m.psi >= rule.psi_threshold else "warning"
     n_ref, n_cur, miss_ref, miss_cur = m.counts
     c = m.comparison
     return FeatureDrift(
@@ -486,7 +505,8 @@ def _judge(m: Measured, p_adjusted: float | None, config: DriftConfig) -> Featur
         effect_size=effect,
         threshold=threshold,
         drifted=bool(drifted),
-        severity=level_of(m.psi, rule.psi_warning, rule.psi_threshold, critical_inclusive=True),
+        level=level,
+        verdict=_verdict(m, level, p_adjusted, config.alpha),
         psi=m.psi,
         js=m.js,
         ks_statistic=None if c is None else c.ks_statistic,
@@ -499,6 +519,33 @@ def _judge(m: Measured, p_adjusted: float | None, config: DriftConfig) -> Featur
         unseen_examples=m.unseen[1],
         bins=m.bins,
     )
+
+
+def _verdict(m: Measured, level: Level, p_adjusted: float | None, alpha: float) -> str:
+    """One sentence: the level, the test and the thresholds that produced it."""
+    rule = m.rule
+    _, effect = m.statistic_and_effect()
+    threshold = {"psi": rule.psi_threshold, "jensenshannon": rule.js_threshold}.get(
+        rule.method, rule.effect_floor
+    )
+    name = _EFFECT_NAME[rule.method]
+    if effect is None:
+        return f"{level}: {name} could not be computed (no values on one side)"
+    if rule.method in ("psi", "jensenshannon"):
+        reason = f"{name} {effect:.3f} {'>=' if effect >= threshold else '<'} {threshold:g}"
+    elif p_adjusted is None:
+        reason = "no test possible"
+    else:
+        significant = p_adjusted < alpha
+        reason = (
+            f"adjusted p {p_adjusted:.3g} {'<' if significant else '>='} {alpha:g}, "
+            f"{name} {effect:.3f} {'>=' if effect >= threshold else '<'} floor {threshold:g}"
+        )
+    if level == "ok":
+        band = " (PSI not judged without a drift by the test)" if m.psi >= rule.psi_warning else ""
+        return f"ok: {reason}; PSI {m.psi:.3f}{band}"
+    cmp = ">=" if m.psi >= rule.psi_threshold else "<"
+    return f"{level}: {reason}; PSI {m.psi:.3f} {cmp} {rule.psi_threshold:g}"
 
 
 def finalise(
@@ -527,15 +574,20 @@ def finalise(
     score = float(np.dot(weights, terms) / weights.sum())
     by_score = level_of(score, config.warning_score, config.critical_score)
     by_share = level_of(share, config.warning_share, config.critical_share)
+    critical_weighted = any(
+        r.level == "critical" and w > 0 for r, w in zip(results, weights, strict=True)
+    )
+    by_features: Level = "critical" if critical_weighted else "ok"
     return DriftResult(
         mode=mode,
         features=results,
         n_drifted=int(drifted.sum()),
         drifted_share=share,
         drift_score=score,
-        level=worst(by_score, by_share),
+        level=worst(by_score, by_share, by_features),
         level_by_score=by_score,
         level_by_share=by_share,
+        level_by_features=by_features,
         config_fingerprint=config.fingerprint(),
         n_reference=n_reference,
         n_current=n_current,
