@@ -300,7 +300,15 @@ def test_iv_table_flags_weak_and_leaky_features(data: tuple[np.ndarray, np.ndarr
     )
     table = sc.iv_table()
     assert table[0]["feature"] == "leak"
-    assert set(table[0]) == {"feature", "iv", "n_bins", "used", "leakage_suspect"}
+    assert set(table[0]) == {
+        "feature",
+        "iv",
+        "n_bins",
+        "used",
+        "auc",
+        "leakage_suspect",
+        "leakage_reason",
+    }
     by_name = {r["feature"]: r for r in table}
     assert by_name["leak"]["leakage_suspect"] and by_name["leak"]["iv"] > LEAKAGE_IV
     assert by_name["noise"]["iv"] < MIN_IV and not by_name["noise"]["used"]

@@ -100,6 +100,9 @@ class Spec(BaseModel):
     lightgbm: dict[str, Any] = Field(default_factory=dict)
     # the amount at risk per application (a numeric feature), for expected-loss metrics
     exposure_column: str | None = None
+    # display names of categorical values, e.g. {sex: {1: male, 2: female}}: reports show
+    # them beside the raw value; they change no model input
+    value_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("features")
     @classmethod
@@ -107,6 +110,35 @@ class Spec(BaseModel):
         if not value:
             raise ValueError("at least one feature is required")
         return value
+
+    @field_validator("value_labels", mode="before")
+    @classmethod
+    def _canonical_value_keys(cls, value: object) -> object:
+        """Keys as the encoder writes categories (``1``, ``1.0`` and ``"1"`` are one value);
+        labels must be non-empty text."""
+        if not isinstance(value, dict):
+            return value  # pydantic reports the type error
+        out: dict[str, object] = {}
+        for feature, labels in value.items():
+            if not isinstance(labels, dict):
+                raise ValueError(
+                    f"value_labels.{feature} must map values to labels, "
+                    f"e.g. {{1: male, 2: female}}; got {type(labels).__name__}"
+                )
+            canonical: dict[str, str] = {}
+            for raw, label in labels.items():
+                if not isinstance(label, str | int | float) or isinstance(label, bool):
+                    raise ValueError(
+                        f"value_labels.{feature}.{raw}: a label must be text; got {label!r}"
+                    )
+                if not str(label).strip():
+                    raise ValueError(f"value_labels.{feature}.{raw}: the label is empty")
+                key = value_key(raw)
+                if key in canonical:
+                    raise ValueError(f"value_labels.{feature} gives value {key!r} twice")
+                canonical[key] = str(label).strip()
+            out[str(feature)] = canonical
+        return out
 
     @model_validator(mode="after")
     def _check_references(self) -> Spec:
@@ -129,6 +161,13 @@ class Spec(BaseModel):
             raise ValueError(f"exposure_column {self.exposure_column!r} must be a numeric feature")
         if not self.model_features:
             raise ValueError("every feature is excluded from the model")
+        for name in self.value_labels:
+            if self.features.get(name) != "categorical":
+                kind = "not a feature" if name not in known else "numeric"
+                raise ValueError(
+                    f"value_labels names {name!r}, which is {kind}: labels are for the "
+                    "values of categorical features"
+                )
         for code in self.reasons.codes if self.reasons is not None else ():
             unknown = [f for f in code.features if f not in known]
             if unknown:
@@ -185,11 +224,37 @@ class Spec(BaseModel):
         ]
         return ReasonCatalogue(version=catalogue.version, codes=[*catalogue.codes, *extra])
 
+    def label_of(self, feature: str, value: object) -> str | None:
+        """The spec's display label of one value of ``feature``, if it gives one."""
+        return self.value_labels.get(feature, {}).get(value_key(value))
+
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if not data.get("value_labels"):
+            # display-only and empty: left out, so specs written before the key existed
+            # keep their hash
+            data.pop("value_labels", None)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def sha256(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def value_key(value: object) -> str:
+    """The text key of a categorical value, as the encoder writes it: integral numbers
+    without decimals (``1``, ``1.0``, ``" 1 "`` are all ``"1"``), anything else as text."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else str(value)
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
 
 
 def parse_spec(data: object, *, source: str = "spec") -> Spec:

@@ -13,9 +13,11 @@ rate. Across groups:
 * ``disparate_impact_ratio``: the smallest ``approval_rate(g) / approval_rate(reference)``
   over the groups, the reference group included (so it is at most 1). The reference is
   ``reference_group`` when given (the lender's designated comparison group), else the group
-  with the highest approval rate, as in the EEOC's four-fifths rule (ties: the first in sorted
-  label order); without a designated group it therefore equals the demographic parity
-  ratio. The four-fifths rule passes when it is >= 0.8.
+  with the highest approval rate, as in the EEOC's four-fifths rule (ties: the first in group
+  order); without a designated group it therefore equals the demographic parity
+  ratio. The four-fifths rule passes when it is >= 0.8. Groups are ordered by
+  :func:`group_sort_key`: numeric codes and bands in numeric order (``<25`` before
+  ``25-39``), then text, then ``"missing"``; the same order breaks reference ties.
 * ``fairness_score = 100 * mean(available ratios)`` over the demographic parity ratio, the
   equal opportunity ratio (when available) and ``min(disparate_impact_ratio, 1)``; 100 means
   equal treatment on every measure, 0 that some group is never approved.
@@ -39,6 +41,7 @@ counts come from a single ``np.bincount``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
@@ -178,7 +181,31 @@ def _factorize(groups: npt.ArrayLike) -> tuple[list[str], npt.NDArray[np.intp]]:
     uniques, inverse = _unique_inverse(arr)
     # `tolist` gives Python scalars whose str() is distinct for distinct values.
     labels = [_label_text(u) for u in uniques.tolist()]
-    return labels, inverse.reshape(-1)
+    order = sorted(range(len(labels)), key=lambda i: group_sort_key(labels[i]))
+    if order == list(range(len(labels))):
+        return labels, inverse.reshape(-1)
+    rank = np.empty(len(order), dtype=np.intp)
+    rank[order] = np.arange(len(order), dtype=np.intp)
+    return [labels[i] for i in order], rank[inverse.reshape(-1)]
+
+
+_BAND_LOW = re.compile(r"^\s*\[?\s*(-?\d+(?:\.\d+)?)")
+
+
+def group_sort_key(label: str) -> tuple[int, float, str]:
+    """Order of group labels: numbers and bands by their lower edge, then text, then missing.
+
+    Bands from :func:`band_numeric` read ``<25, 25-39, 40-59, 60+`` in that (numeric) order,
+    not the lexical ``25-39, 40-59, 60+, <25``; codes ``1, 2, 10`` sort as numbers.
+    """
+    if label == MISSING:
+        return (2, 0.0, label)
+    if label.startswith("<"):
+        return (0, -math.inf, label)
+    match = _BAND_LOW.match(label)
+    if match is not None:
+        return (0, float(match.group(1)), label)
+    return (1, 0.0, label)
 
 
 def _label_text(value: object) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from scipy.stats import norm
 
 from creditops.errors import ConfigError
@@ -33,21 +33,119 @@ FAIRNESS_METRICS = (
 BUILTIN_PROFILES = ("default", "seed")
 
 
+def _split_reasons(entries: object, where: str) -> tuple[object, dict[str, str]]:
+    """``{metric: number | {value: number, reason: text}}`` -> numbers and reasons.
+
+    Anything else is returned unchanged for pydantic to reject with its own message.
+    """
+    if not isinstance(entries, dict):
+        return entries, {}
+    values: dict[str, object] = {}
+    reasons: dict[str, str] = {}
+    for metric, entry in entries.items():
+        if not isinstance(entry, dict):
+            values[metric] = entry
+            continue
+        unknown = sorted(set(entry) - {"value", "reason"})
+        if unknown or "value" not in entry:
+            raise ValueError(
+                f"{where}.{metric}: write a number, or {{value: number, reason: text}}; "
+                f"got keys {sorted(entry)}"
+            )
+        reason = entry.get("reason")
+        if reason is not None:
+            if not isinstance(reason, str) or not reason.strip():
+                raise ValueError(f"{where}.{metric}.reason must be non-empty text")
+            reasons[str(metric)] = " ".join(reason.split())
+        values[metric] = entry["value"]
+    return values, reasons
+
+
 class MetricThresholds(BaseModel):
+    """Minimums and maximums of test metrics. An entry is a number, or ``{value, reason}``
+    where the reason (why this threshold, e.g. why it is lower than usual) is shown in the
+    validation report; ``reasons`` holds them as ``min.<metric>`` / ``max.<metric>``."""
+
     model_config = ConfigDict(extra="forbid")
 
     min: dict[str, float] = Field(default_factory=dict)
     max: dict[str, float] = Field(default_factory=dict)
+    reasons: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_reasons(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        reasons = dict(data.get("reasons") or {})
+        for kind in ("min", "max"):
+            if kind in data:
+                data[kind], found = _split_reasons(data[kind], f"metrics.{kind}")
+                reasons.update({f"{kind}.{metric}": text for metric, text in found.items()})
+        data["reasons"] = reasons
+        return data
+
+    def reason_for(self, kind: str, metric: str) -> str | None:
+        return self.reasons.get(f"{kind}.{metric}")
 
 
 class FairnessThresholds(BaseModel):
+    """Fairness minimums: ``default`` for every protected attribute, ``attributes`` to
+    override them per attribute. Entries are numbers or ``{value, reason}``; an attribute's
+    overrides may also carry one ``reason`` for all of them. ``reasons`` holds them as
+    ``default.<metric>`` / ``<attribute>.<metric>``."""
+
     model_config = ConfigDict(extra="forbid")
 
     default: dict[str, float] = Field(default_factory=dict)
     attributes: dict[str, dict[str, float]] = Field(default_factory=dict)
+    reasons: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_reasons(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        reasons = dict(data.get("reasons") or {})
+        if "default" in data:
+            data["default"], found = _split_reasons(data["default"], "fairness.default")
+            reasons.update({f"default.{metric}": text for metric, text in found.items()})
+        attributes = data.get("attributes")
+        if isinstance(attributes, dict):
+            split: dict[str, object] = {}
+            for attribute, entries in attributes.items():
+                shared = None
+                if isinstance(entries, dict) and "reason" in entries:
+                    entries = dict(entries)
+                    shared = entries.pop("reason")
+                    if not isinstance(shared, str) or not shared.strip():
+                        raise ValueError(f"fairness.attributes.{attribute}.reason must be text")
+                where = f"fairness.attributes.{attribute}"
+                values, found = _split_reasons(entries, where)
+                split[attribute] = values
+                for metric in values if isinstance(values, dict) else {}:
+                    text = found.get(metric) or (" ".join(shared.split()) if shared else None)
+                    if text:
+                        reasons[f"{attribute}.{metric}"] = text
+            data["attributes"] = split
+        data["reasons"] = reasons
+        return data
 
     def for_attribute(self, attribute: str) -> dict[str, float]:
         return {**self.default, **self.attributes.get(attribute, {})}
+
+    def reason_for(self, attribute: str, metric: str) -> str | None:
+        if metric in self.attributes.get(attribute, {}):
+            return self.reasons.get(f"{attribute}.{metric}")
+        return self.reasons.get(f"default.{metric}")
+
+    def default_replaced(self, attribute: str, metric: str) -> float | None:
+        """The default minimum an attribute's own threshold replaces (None if it has none)."""
+        if metric in self.attributes.get(attribute, {}):
+            return self.default.get(metric)
+        return None
 
 
 class ChampionRule(BaseModel):
@@ -92,6 +190,9 @@ class GateProfile(BaseModel):
 
 
 class GateCheck(BaseModel):
+    """One threshold applied. ``reason`` is the profile's stated reason for the threshold;
+    ``default_threshold`` the profile default an attribute's own threshold replaced."""
+
     metric: str
     value: float | None
     threshold: float
@@ -99,6 +200,17 @@ class GateCheck(BaseModel):
     passed: bool
     category: Literal["performance", "fairness", "monotonicity", "champion", "drift"]
     attribute: str | None = None
+    reason: str | None = None
+    default_threshold: float | None = None
+
+    @property
+    def is_relaxed(self) -> bool:
+        """Looser than the default it replaced (a lower minimum or a higher maximum)."""
+        if self.default_threshold is None:
+            return False
+        if self.kind == "min":
+            return self.threshold < self.default_threshold
+        return self.threshold > self.default_threshold
 
 
 class GateResult(BaseModel):
@@ -204,14 +316,23 @@ def evaluate_gate(  # noqa: PLR0913 - what a candidate is judged on, one argumen
     """Apply every threshold of ``profile``; ``drift_psi`` is the PSI per feature of the
     candidate's test data against its reference, for the profile's drift rule."""
     checks: list[GateCheck] = []
-    for name, threshold in profile.metrics.min.items():
-        checks.append(_check(name, metrics.get(name), threshold, "min", "performance"))
-    for name, threshold in profile.metrics.max.items():
-        checks.append(_check(name, metrics.get(name), threshold, "max", "performance"))
+    limits: tuple[tuple[Literal["min", "max"], dict[str, float]], ...] = (
+        ("min", profile.metrics.min),
+        ("max", profile.metrics.max),
+    )
+    for kind, thresholds in limits:
+        for name, threshold in thresholds.items():
+            check = _check(name, metrics.get(name), threshold, kind, "performance")
+            check.reason = profile.metrics.reason_for(kind, name)
+            checks.append(check)
+    rules = profile.fairness
     for result in fairness:
         attribute = str(result["attribute"])
-        for name, threshold in profile.fairness.for_attribute(attribute).items():
-            checks.append(_check(name, result.get(name), threshold, "min", "fairness", attribute))
+        for name, threshold in rules.for_attribute(attribute).items():
+            check = _check(name, result.get(name), threshold, "min", "fairness", attribute)
+            check.reason = rules.reason_for(attribute, name)
+            check.default_threshold = rules.default_replaced(attribute, name)
+            checks.append(check)
     if profile.require_monotonicity:
         for item in monotonicity:
             checks.append(

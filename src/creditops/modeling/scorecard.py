@@ -14,22 +14,35 @@ Feature selection. Features with information value (IV) below :data:`MIN_IV` are
 ``iv_`` but left out of the logistic model. If a coefficient comes out negative (a feature
 whose effect reverses once correlated features are present, which would make the points
 contradict the univariate evidence), the most negative one is dropped and the model is
-refitted until every coefficient is non-negative. IV above :data:`LEAKAGE_IV` is reported
-as a possible target leak (the feature is still used).
+refitted until every coefficient is non-negative. IV above :data:`LEAKAGE_IV`, or a
+single-feature AUC of :data:`NEAR_PERFECT_AUC` or more, is reported as a possible target leak
+with its reason (the feature is still used).
+
+Tables. :meth:`WoeScorecard.tables` gives what optbinning users read: per characteristic the
+binning table (bins, counts, default rate, WoE, IV) and the points table (points per bin,
+base points and the scaling behind them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
+from creditops.domain.scaling import ScoreScaling
 from creditops.errors import InvalidInputError, TrainingError
-from creditops.modeling.woe_binning import FeatureBinning, fit_feature_binning
+from creditops.modeling.calibration import Calibrator
+from creditops.modeling.woe_binning import (
+    WOE_SIGN,
+    BinningTable,
+    FeatureBinning,
+    fit_feature_binning,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -39,8 +52,107 @@ LEAKAGE_IV = 0.5
 """Features with a larger IV are flagged as possible target leakage."""
 FORMAT = "creditops.woe_scorecard"
 FORMAT_VERSION = 1
+NEAR_PERFECT_AUC = 0.95
+"""A single feature separating defaults this well on its own is most likely a leak."""
 _TRENDS = {"increasing": "ascending", "decreasing": "descending"}
 _MAX_ITER = 1000
+LEAKAGE_CHECKS = (
+    "Is the value known when the applicant applies, or recorded after the outcome "
+    "(collections, later delinquency, a closed-account flag)?",
+    "Is it an identifier, a date or a row number that happens to follow the outcome?",
+    "Is it derived from the target (a status code, a default-period field)?",
+)
+"""What a validator checks for a leakage suspect."""
+
+
+def leakage_reason(iv: float, auc: float | None) -> str | None:
+    """Why a feature is a leakage suspect (None when it is not one)."""
+    auc_text = "" if auc is None else f"; on its own it ranks defaults with AUC {auc:.3f}"
+    if auc is not None and auc >= NEAR_PERFECT_AUC:
+        return f"near-perfect single-feature AUC ({auc:.3f} >= {NEAR_PERFECT_AUC})"
+    if iv > LEAKAGE_IV:
+        return f"information value {iv:.3f} above {LEAKAGE_IV} (suspiciously strong){auc_text}"
+    return None
+
+
+@dataclass(frozen=True)
+class PointsScale:
+    """How the scorecard's log-odds become score points.
+
+    ``points = offset + factor * ln(good:bad odds)`` (the spec's scaling), where the
+    log-odds of default are ``slope * margin + intercept``: an affine calibration (Platt,
+    or none with slope 1 and intercept 0) keeps the points additive and exact. Isotonic
+    calibration is not affine; the points table then gives the uncalibrated scorecard's
+    points (``exact`` False).
+    """
+
+    scaling: ScoreScaling
+    calibration: str = "none"
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    @classmethod
+    def of(cls, scaling: ScoreScaling, calibrator: Calibrator | None) -> PointsScale:
+        if calibrator is None or calibrator.method == "none":
+            return cls(scaling)
+        if calibrator.method == "platt":
+            return cls(scaling, "platt", calibrator.slope, calibrator.intercept)
+        return cls(scaling, calibrator.method)
+
+    @property
+    def exact(self) -> bool:
+        return self.calibration in ("none", "platt")
+
+
+@dataclass(frozen=True)
+class PointsRow:
+    """Points of one bin of one used characteristic (``bin`` as in its binning table)."""
+
+    feature: str
+    bin: str
+    label: str
+    woe: float
+    coefficient: float
+    points: float
+
+
+@dataclass(frozen=True)
+class ScorecardTables:
+    """The scorecard as a validator reads it: a binning table per characteristic and the
+    points table. ``role`` says whether the scorecard is the model itself or the benchmark
+    baseline fitted beside a LightGBM model. A score is ``base_points`` plus one bin's
+    points per used characteristic, then clipped to ``[min_score, max_score]``."""
+
+    role: Literal["model", "baseline"]
+    binning: tuple[BinningTable, ...]
+    points: tuple[PointsRow, ...]
+    base_points: float
+    intercept: float
+    scale: PointsScale
+
+    def to_dict(self) -> dict[str, Any]:
+        scaling = self.scale.scaling
+        return {
+            "role": self.role,
+            "woe_sign": WOE_SIGN,
+            "scaling": {
+                "pdo": scaling.pdo,
+                "base_score": scaling.base_score,
+                "base_odds": scaling.base_odds,
+                "factor": scaling.factor,
+                "offset": scaling.offset,
+                "min_score": scaling.min_score,
+                "max_score": scaling.max_score,
+                "calibration": self.scale.calibration,
+                "calibration_slope": self.scale.slope,
+                "calibration_intercept": self.scale.intercept,
+                "points_are_exact": self.scale.exact,
+            },
+            "intercept": self.intercept,
+            "base_points": self.base_points,
+            "binning": [t.to_dict() for t in self.binning],
+            "points": [asdict(r) for r in self.points],
+        }
 
 
 def _check_matrix(x: object, n_features: int | None = None) -> FloatArray:
@@ -259,19 +371,67 @@ class WoeScorecard:
         return [n for n, u in zip(self.feature_names_, self.used_, strict=True) if u]
 
     def iv_table(self) -> list[dict[str, Any]]:
-        """One row per feature, strongest first (ties by name)."""
+        """One row per feature, strongest first (ties by name). ``leakage_reason`` says why
+        a feature is a ``leakage_suspect``: IV above :data:`LEAKAGE_IV`, or a single-feature
+        AUC (``auc``, of its binned WoE on the training rows) of :data:`NEAR_PERFECT_AUC` or
+        more."""
         self._check_fitted()
-        rows = [
-            {
-                "feature": b.name,
-                "iv": b.iv,
-                "n_bins": b.n_bins,
-                "used": bool(used),
-                "leakage_suspect": b.iv > LEAKAGE_IV,
-            }
-            for b, used in zip(self.binnings_, self.used_, strict=True)
-        ]
+        rows = []
+        for b, used in zip(self.binnings_, self.used_, strict=True):
+            auc = b.table().auc
+            reason = leakage_reason(b.iv, auc)
+            rows.append(
+                {
+                    "feature": b.name,
+                    "iv": b.iv,
+                    "n_bins": b.n_bins,
+                    "used": bool(used),
+                    "auc": auc,
+                    "leakage_suspect": reason is not None,
+                    "leakage_reason": reason,
+                }
+            )
         return sorted(rows, key=lambda r: (-r["iv"], r["feature"]))
+
+    def tables(
+        self,
+        scale: PointsScale,
+        role: Literal["model", "baseline"],
+        categories: Mapping[str, Sequence[str]] | None = None,
+        value_labels: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> ScorecardTables:
+        """Binning tables (every characteristic, strongest IV first) and the points table.
+
+        Points of a bin: ``-factor * slope * coef * woe`` (a riskier bin, positive WoE,
+        loses points); ``base_points = offset - factor * (slope * intercept + shift)``.
+        Their sum is the score the model gives (before clipping) when ``scale.exact``.
+        """
+        self._check_fitted()
+        cats, labels = categories or {}, value_labels or {}
+        factor = scale.scaling.factor
+        binning: list[BinningTable] = []
+        points: list[PointsRow] = []
+        for b, coef in zip(self.binnings_, self.coef_, strict=True):
+            table = b.table(cats.get(b.name), labels.get(b.name))
+            binning.append(table)
+            if coef == 0.0:
+                continue
+            points.extend(
+                PointsRow(
+                    b.name,
+                    row.bin,
+                    row.label,
+                    row.woe,
+                    float(coef),
+                    float(-factor * scale.slope * coef * row.woe) + 0.0,
+                )
+                for row in table.rows
+            )
+        base = scale.scaling.offset - factor * (scale.slope * self.base_value_ + scale.intercept)
+        binning.sort(key=lambda t: (-t.iv, t.feature))
+        return ScorecardTables(
+            role, tuple(binning), tuple(points), float(base), float(self.base_value_), scale
+        )
 
     # -- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -24,8 +24,9 @@ but the scorecard's training rows never contained.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,116 @@ def woe_and_iv(n_event: FloatArray, n_nonevent: FloatArray) -> tuple[FloatArray,
     return woe, iv
 
 
+MISSING_BIN = "missing"
+WOE_SIGN = "WoE = ln(share of defaults / share of non-defaults): positive = riskier than average"
+
+
+@dataclass(frozen=True, eq=False)
+class BinCounts:
+    """Training rows per bin: ``event`` (defaults) and ``nonevent`` per regular bin, the
+    missing bin's two counts, and for a categorical feature ``code_bin``: the bin of each of
+    :attr:`FeatureBinning.codes`."""
+
+    event: npt.NDArray[np.int64]
+    nonevent: npt.NDArray[np.int64]
+    missing_event: int
+    missing_nonevent: int
+    code_bin: npt.NDArray[np.int64] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "event": [int(v) for v in self.event],
+            "nonevent": [int(v) for v in self.nonevent],
+            "missing_event": int(self.missing_event),
+            "missing_nonevent": int(self.missing_nonevent),
+        }
+        if self.code_bin is not None:
+            out["code_bin"] = [int(v) for v in self.code_bin]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BinCounts:
+        code_bin = d.get("code_bin")
+        return cls(
+            event=np.asarray(d["event"], dtype=np.int64),
+            nonevent=np.asarray(d["nonevent"], dtype=np.int64),
+            missing_event=int(d["missing_event"]),
+            missing_nonevent=int(d["missing_nonevent"]),
+            code_bin=None if code_bin is None else np.asarray(code_bin, dtype=np.int64),
+        )
+
+
+@dataclass(frozen=True)
+class BinRow:
+    """One row of a characteristic's binning table (counts are training rows)."""
+
+    bin: str  # "0", "1", ... or "missing"
+    label: str  # the interval or the categories, readable
+    count: int | None
+    share: float | None
+    n_event: int | None
+    n_nonevent: int | None
+    event_rate: float | None
+    woe: float
+    iv_contribution: float | None
+
+
+@dataclass(frozen=True)
+class BinningTable:
+    """A characteristic's bins, as optbinning's ``binning_table`` shows them, in
+    creditops' risk-oriented WoE sign (:data:`WOE_SIGN`). ``auc`` is the single-feature
+    AUC of the binned WoE on the training rows (None without counts)."""
+
+    feature: str
+    categorical: bool
+    rows: tuple[BinRow, ...]
+    iv: float
+    auc: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "categorical": self.categorical,
+            "iv": self.iv,
+            "auc": self.auc,
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+
+def _num_text(value: float) -> str:
+    return f"{value:g}"
+
+
+def _interval_labels(splits: FloatArray) -> list[str]:
+    """``< a``, ``[a, b)``, ..., ``>= z`` (bin i holds ``splits[i-1] <= x < splits[i]``)."""
+    if len(splits) == 0:
+        return ["all values"]
+    labels = [f"< {_num_text(splits[0])}"]
+    labels += [f"[{_num_text(lo)}, {_num_text(hi)})" for lo, hi in pairwise(splits)]
+    labels.append(f">= {_num_text(splits[-1])}")
+    return labels
+
+
+def category_text(category: str, value_labels: Mapping[str, str] | None) -> str:
+    """A category with its display label from the spec when it has one: ``1 (male)``."""
+    label = (value_labels or {}).get(category)
+    return f"{category} ({label})" if label else category
+
+
+def binned_auc(woe: FloatArray, event: FloatArray, nonevent: FloatArray) -> float | None:
+    """AUC of a score that is constant within bins: P(a default's WoE > a non-default's),
+    ties counted one half (Mann-Whitney over the bins)."""
+    total_event, total_nonevent = float(event.sum()), float(nonevent.sum())
+    if total_event == 0 or total_nonevent == 0:
+        return None
+    values, index = np.unique(woe, return_inverse=True)
+    ev = np.bincount(index, weights=event, minlength=len(values))
+    ne = np.bincount(index, weights=nonevent, minlength=len(values))
+    below = np.concatenate([[0.0], np.cumsum(ne)[:-1]])  # non-defaults in lower-WoE bins
+    wins = float(np.sum(ev * (below + 0.5 * ne)))
+    return wins / (total_event * total_nonevent)
+
+
 @dataclass(frozen=True, eq=False)
 class FeatureBinning:
     """One feature's binning, as plain arrays.
@@ -64,6 +175,8 @@ class FeatureBinning:
     rule of optbinning's ``np.digitize(..., right=False)``) and ``woe`` has one value per
     bin. Categorical: ``codes`` are the category codes seen in training and ``woe`` has one
     value per code (codes grouped in one bin share a value); ``n_bins`` counts the groups.
+    ``counts`` are the training rows per bin (None in bundles written before they were
+    kept); the binning table needs them.
     """
 
     name: str
@@ -74,6 +187,7 @@ class FeatureBinning:
     missing_woe: float
     n_bins: int
     iv: float
+    counts: BinCounts | None = None
 
     def transform(self, column: FloatArray) -> FloatArray:
         missing = np.isnan(column)
@@ -94,8 +208,77 @@ class FeatureBinning:
         extra = [self.missing_woe, 0.0] if self.categorical else [self.missing_woe]
         return np.concatenate([self.woe, np.asarray(extra, dtype=np.float64)])
 
+    def bin_woe(self) -> FloatArray:
+        """One WoE per regular bin (categorical: per group of codes)."""
+        if not self.categorical:
+            return self.woe
+        out = np.zeros(self.n_bins, dtype=np.float64)
+        if self.counts is not None and self.counts.code_bin is not None:
+            out[self.counts.code_bin] = self.woe
+        return out
+
+    def bin_labels(
+        self,
+        categories: Sequence[str] | None = None,
+        value_labels: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Readable bins: intervals, or the categories of each group (encoder
+        ``categories`` turn codes back into values; ``value_labels`` add the spec's names)."""
+        if not self.categorical:
+            return _interval_labels(self.splits)
+        groups: list[list[str]] = [[] for _ in range(self.n_bins)]
+        code_bin = self.counts.code_bin if self.counts is not None else None
+        for i, code in enumerate(self.codes):
+            value = categories[code] if categories is not None and code < len(categories) else None
+            text = category_text(str(value), value_labels) if value is not None else f"code {code}"
+            groups[int(code_bin[i]) if code_bin is not None else 0].append(text)
+        return [", ".join(g) for g in groups]
+
+    def table(
+        self,
+        categories: Sequence[str] | None = None,
+        value_labels: Mapping[str, str] | None = None,
+    ) -> BinningTable:
+        """The binning table: per bin (then the missing bin) the training counts, the
+        share of rows, the default (event) rate, the WoE and the bin's part of the IV."""
+        labels = self.bin_labels(categories, value_labels)
+        woe = np.append(self.bin_woe(), self.missing_woe)
+        bins = [str(i) for i in range(self.n_bins)] + [MISSING_BIN]
+        labels.append(MISSING_BIN)
+        if self.counts is None:
+            rows = tuple(
+                BinRow(b, lab, None, None, None, None, None, float(w), None)
+                for b, lab, w in zip(bins, labels, woe, strict=True)
+            )
+            return BinningTable(self.name, self.categorical, rows, self.iv, None)
+        event = np.append(self.counts.event, self.counts.missing_event).astype(np.float64)
+        nonevent = np.append(self.counts.nonevent, self.counts.missing_nonevent).astype(np.float64)
+        count = event + nonevent
+        n_total, e_total, ne_total = count.sum(), event.sum(), nonevent.sum()
+        has_both = (event > 0) & (nonevent > 0)
+        contribution = np.where(
+            has_both, (event / max(e_total, 1.0) - nonevent / max(ne_total, 1.0)) * woe, 0.0
+        )
+        rows = tuple(
+            BinRow(
+                bin=bins[i],
+                label=labels[i],
+                count=int(count[i]),
+                share=float(count[i] / n_total) if n_total else None,
+                n_event=int(event[i]),
+                n_nonevent=int(nonevent[i]),
+                event_rate=float(event[i] / count[i]) if count[i] else None,
+                woe=float(woe[i]),
+                iv_contribution=float(contribution[i]),
+            )
+            for i in range(len(bins))
+        )
+        return BinningTable(
+            self.name, self.categorical, rows, self.iv, binned_auc(woe, event, nonevent)
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "categorical": self.categorical,
             "splits": [float(v) for v in self.splits],
@@ -105,9 +288,13 @@ class FeatureBinning:
             "n_bins": int(self.n_bins),
             "iv": float(self.iv),
         }
+        if self.counts is not None:
+            out["counts"] = self.counts.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureBinning:
+        counts = d.get("counts")
         binning = cls(
             name=str(d["name"]),
             categorical=bool(d["categorical"]),
@@ -117,14 +304,31 @@ class FeatureBinning:
             missing_woe=float(d["missing_woe"]),
             n_bins=int(d["n_bins"]),
             iv=float(d["iv"]),
+            counts=None if counts is None else BinCounts.from_dict(counts),
         )
         if binning.categorical:
             consistent = len(binning.codes) == len(binning.woe) and bool((binning.codes >= 0).all())
         else:
             consistent = len(binning.woe) == len(binning.splits) + 1
-        if not consistent or not np.isfinite(binning.woe).all():
+        if not consistent or not np.isfinite(binning.woe).all() or not _counts_fit(binning):
             raise InvalidInputError(f"inconsistent binning for feature {binning.name!r}")
         return binning
+
+
+def _counts_fit(binning: FeatureBinning) -> bool:
+    counts = binning.counts
+    if counts is None:
+        return True
+    shapes = len(counts.event) == binning.n_bins == len(counts.nonevent)
+    if not binning.categorical:
+        return shapes
+    code_bin = counts.code_bin
+    return (
+        shapes
+        and code_bin is not None
+        and len(code_bin) == len(binning.codes)
+        and bool(((code_bin >= 0) & (code_bin < binning.n_bins)).all())
+    )
 
 
 def fit_feature_binning(  # noqa: PLR0913 - optbinning's options for one feature
@@ -146,8 +350,16 @@ def fit_feature_binning(  # noqa: PLR0913 - optbinning's options for one feature
     present = ~np.isnan(column)
     if not present.any():
         n_bins = 0 if categorical else 1
+        defaults = int(y.sum())
+        empty = BinCounts(
+            np.zeros(n_bins, dtype=np.int64),
+            np.zeros(n_bins, dtype=np.int64),
+            defaults,
+            len(y) - defaults,
+            no_codes if categorical else None,
+        )
         return FeatureBinning(
-            name, categorical, no_splits, no_codes, np.zeros(n_bins), 0.0, n_bins, 0.0
+            name, categorical, no_splits, no_codes, np.zeros(n_bins), 0.0, n_bins, 0.0, empty
         )
     binning = OptimalBinning(
         name=name,
@@ -165,21 +377,26 @@ def fit_feature_binning(  # noqa: PLR0913 - optbinning's options for one feature
         raise TrainingError(f"optimal binning of feature {name!r} ended {binning.status}")
     table = binning.binning_table
     # Rows: the regular bins, then the special-codes bin (always empty here), then missing.
-    woe_all, iv = woe_and_iv(
-        np.asarray(table.n_event, dtype=np.float64),
-        np.asarray(table.n_nonevent, dtype=np.float64),
-    )
+    n_event = np.asarray(table.n_event, dtype=np.int64)
+    n_nonevent = np.asarray(table.n_nonevent, dtype=np.int64)
+    woe_all, iv = woe_and_iv(n_event.astype(np.float64), n_nonevent.astype(np.float64))
     bin_woe, missing_woe = woe_all[:-2], float(woe_all[-1])
+    missing = (int(n_event[-1]), int(n_nonevent[-1]))
     if not categorical:
         splits = np.asarray(binning.splits, dtype=np.float64)
-        return FeatureBinning(name, False, splits, no_codes, bin_woe, missing_woe, len(bin_woe), iv)
+        counts = BinCounts(n_event[:-2], n_nonevent[:-2], *missing)
+        return FeatureBinning(
+            name, False, splits, no_codes, bin_woe, missing_woe, len(bin_woe), iv, counts
+        )
     if len(binning.splits):
         groups = [np.asarray(g, dtype=np.float64).astype(np.int64) for g in binning.splits]
     else:  # optbinning put every category in one bin
         groups = [np.unique(column[present]).astype(np.int64)]
     codes = np.concatenate(groups)
     woe = np.concatenate([np.full(len(g), bin_woe[b]) for b, g in enumerate(groups)])
+    code_bin = np.concatenate([np.full(len(g), b, dtype=np.int64) for b, g in enumerate(groups)])
     order = np.argsort(codes, kind="stable")
+    counts = BinCounts(n_event[:-2], n_nonevent[:-2], *missing, code_bin[order])
     return FeatureBinning(
-        name, True, no_splits, codes[order], woe[order], missing_woe, len(groups), iv
+        name, True, no_splits, codes[order], woe[order], missing_woe, len(groups), iv, counts
     )
