@@ -365,6 +365,54 @@ def policy_what_if(
 
 
 @app.command()
+def scorecard(
+    name: NameOpt,
+    version: Annotated[str | None, typer.Option(help="Version number.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Alias, e.g. production.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The scorecard's points and binning tables (logistic: the model; LightGBM: its
+    baseline)."""
+    from creditops.services.model_versions import resolve_ref
+    from creditops.services.scorecard import version_scorecard
+
+    ctx = context()
+    result = run(lambda: version_scorecard(ctx, name, resolve_ref(version, alias)))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    tables = result.tables
+    scaling = tables.scale.scaling
+    role = "the model" if tables.role == "model" else "the logistic WoE baseline"
+    out.print(f"Scorecard of {name} v{result.version} ({role})")
+    out.print(
+        f"Base points {tables.base_points:.2f}; {scaling.base_score:g} points at "
+        f"{scaling.base_odds:g}:1 good:bad odds, {scaling.pdo:g} points to double the odds; "
+        f"calibration {tables.scale.calibration}"
+    )
+    points = Table(title="Points (score = base points + one bin per characteristic)")
+    for column in ("characteristic", "bin", "WoE", "points"):
+        points.add_column(column, justify="right" if column in ("WoE", "points") else "left")
+    for row in tables.points:
+        points.add_row(row.feature, row.label, f"{row.woe:+.4f}", f"{row.points:+.2f}")
+    out.print(points)
+    for table in tables.binning:
+        grid = Table(title=f"{table.feature}: IV {table.iv:.4f}")
+        for column in ("bin", "count", "defaults", "default rate", "WoE", "IV part"):
+            grid.add_column(column, justify="left" if column == "bin" else "right")
+        for r in table.rows:
+            grid.add_row(
+                r.label,
+                "n/a" if r.count is None else f"{r.count:,}",
+                "n/a" if r.n_event is None else f"{r.n_event:,}",
+                "n/a" if r.event_rate is None else f"{r.event_rate:.2%}",
+                f"{r.woe:+.4f}",
+                "n/a" if r.iv_contribution is None else f"{r.iv_contribution:.4f}",
+            )
+        out.print(grid)
+
+
+@app.command()
 def info() -> None:
     """Where creditops keeps its state, and how to open the MLflow UI on it."""
     settings = get_settings()

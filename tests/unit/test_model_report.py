@@ -439,10 +439,10 @@ def test_failing_gate_shows_fail_and_failed_metrics() -> None:
     assert "<strong>FAIL</strong>" in banner
     assert "1 of 3 checks passed" in banner
     assert "ks_statistic" in banner and "required ≥ 0.3000" in banner
-    assert "disparate_impact_ratio (region)" in banner and "n/a" in banner
-    assert "auc:" not in banner  # passing checks are not listed as failures
-    assert re.search(r'<tr class="fail">\s*<td>performance</td><td>ks_statistic</td>', html)
-    assert re.search(r'<tr class="">\s*<td>performance</td><td>auc</td>', html)
+    assert "Disparate impact ratio (vs reference group), region:" in banner and "n/a" in banner
+    assert "AUC (area under ROC):" not in banner  # passing checks are not listed as failures
+    assert re.search(r'<tr class="fail">\s*<td>Performance</td><td>ks_statistic</td>', html)
+    assert re.search(r'<tr class="">\s*<td>Performance</td><td>AUC \(area under ROC\)</td>', html)
 
 
 def test_passing_gate_shows_pass(full_html: str) -> None:

@@ -19,7 +19,7 @@ from creditops.modeling.metrics import (
     finite_or_none,
     gains_table,
 )
-from creditops.modeling.scorecard import WoeScorecard
+from creditops.modeling.scorecard import ScorecardTables, WoeScorecard
 
 
 @dataclass
@@ -40,6 +40,11 @@ class Evaluation:
     baseline_pd_test: npt.NDArray[np.float64] | None = None
     iv_table: list[dict[str, Any]] = field(default_factory=list)
     monotonicity: list[dict[str, Any]] = field(default_factory=list)
+    # the decision rule behind accuracy, precision, recall and F1: predicted to default
+    # means a score below ``approve_min_score`` (a PD above ``pd``)
+    classification_cutoff: dict[str, float] | None = None
+    scorecard: ScorecardTables | None = None  # the scorecard's tables (model or baseline)
+    value_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # the spec's
 
     @property
     def uplift(self) -> dict[str, float] | None:
@@ -90,7 +95,8 @@ def evaluate_model(
     margin = model.margin(x_test)
     pd_test = model.calibrator.predict(margin)
     score = model.scaling.points(pd_test)
-    predicted_bad = score < model.policy.approve_min_score
+    cutoff = float(model.policy.approve_min_score)
+    predicted_bad = score < cutoff
     metrics = evaluate_binary(y_test, pd_test, predicted_bad)
     raw_pd = 1.0 / (1.0 + np.exp(-margin))
     uncalibrated = evaluate_binary(y_test, raw_pd, predicted_bad)
@@ -129,4 +135,9 @@ def evaluate_model(
         score_test=score,
         baseline_metrics=baseline_metrics,
         baseline_pd_test=baseline_pd,
+        classification_cutoff={
+            "approve_min_score": cutoff,
+            "pd": float(model.scaling.pd_at([cutoff])[0]),
+        },
+        value_labels={k: dict(v) for k, v in model.spec.value_labels.items()},
     )

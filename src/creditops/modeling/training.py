@@ -25,7 +25,7 @@ from creditops.modeling.bundle import Algorithm, ModelBundle, ScoringModel
 from creditops.modeling.calibration import CalibrationMethod, fit_calibrator
 from creditops.modeling.evaluation import Evaluation, evaluate_model
 from creditops.modeling.lgbm import LgbmInputs, check_monotone, train_booster, tune_params
-from creditops.modeling.scorecard import WoeScorecard
+from creditops.modeling.scorecard import PointsScale, WoeScorecard
 
 Progress = Callable[[str], None]
 MONOTONE_SAMPLE_ROWS = 200
@@ -160,6 +160,8 @@ def train_model(
         "base_default_rate": base_rate,
         "test_metrics": evaluation.metrics,
         "feature_importance": evaluation.feature_importance,
+        # the benchmark scorecard beside a LightGBM model (``logistic``: the model itself)
+        "baseline_scorecard": fitted.scorecard.to_dict() if model.booster is not None else None,
     }
     # ``model`` holds ``draft`` itself, so it sees the profile and lineage filled in above.
     return TrainingResult(bundle=draft, model=model, evaluation=evaluation, warnings=data.warnings)
@@ -239,4 +241,11 @@ def _evaluate(  # noqa: PLR0913 - the trained model and what it is evaluated on
             )
         ]
     evaluation.iv_table = scorecard.iv_table()
+    is_model = model.scorecard is not None
+    evaluation.scorecard = scorecard.tables(
+        PointsScale.of(model.scaling, model.calibrator if is_model else None),
+        "model" if is_model else "baseline",
+        model.encoder.categories_,
+        spec.value_labels,
+    )
     return evaluation

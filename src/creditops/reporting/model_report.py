@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,23 +20,33 @@ import numpy as np
 import numpy.typing as npt
 
 from creditops.errors import InvalidInputError
+from creditops.features.spec import value_key
+from creditops.modeling.fairness import group_sort_key
+from creditops.modeling.scorecard import LEAKAGE_CHECKS, ScorecardTables
+from creditops.modeling.woe_binning import WOE_SIGN
 from creditops.reporting import plots
+from creditops.reporting.names import category_name, metric_name
 
 TEMPLATE = "model_report.html.j2"
 
-METRIC_LABELS: dict[str, str] = {
-    "auc": "AUC",
-    "auc_lower": "AUC, CI lower bound",
-    "auc_upper": "AUC, CI upper bound",
-    "gini": "Gini (2·AUC − 1)",
-    "ks": "Kolmogorov–Smirnov",
-    "brier": "Brier score",
-    "log_loss": "Log loss",
-    "accuracy": "Accuracy",
-    "precision": "Precision",
-    "recall": "Recall",
-    "f1": "F1",
-}
+# The headline metrics in the order the report lists them (names: reporting.names).
+METRIC_ORDER = (
+    "auc",
+    "auc_lower",
+    "auc_upper",
+    "gini",
+    "ks",
+    "brier",
+    "log_loss",
+    "calibration_in_the_large",
+    "hosmer_lemeshow_stat",
+    "hosmer_lemeshow_p",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+)
+CUTOFF_METRICS = ("accuracy", "precision", "recall", "f1")
 LOWER_IS_BETTER = frozenset({"brier", "log_loss"})
 CALIBRATION_METRICS = ("brier", "log_loss")
 
@@ -73,6 +83,10 @@ class ModelReportData:
     gate: Mapping[str, Any] | None = None
     champion: Mapping[str, Any] | None = None
     notes: Sequence[str] = ()
+    # {"approve_min_score": points, "pd": PD}: predicted to default = score below it
+    classification_cutoff: Mapping[str, float] | None = None
+    scorecard: ScorecardTables | None = None
+    value_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -144,8 +158,8 @@ def iv_strength(value: Any) -> str:
 
 
 def _metric_order(keys: Sequence[str]) -> list[str]:
-    known = [k for k in METRIC_LABELS if k in keys]
-    return known + sorted(k for k in keys if k not in METRIC_LABELS)
+    known = [k for k in METRIC_ORDER if k in keys]
+    return known + sorted(k for k in keys if k not in METRIC_ORDER)
 
 
 def metric_rows(
@@ -155,7 +169,7 @@ def metric_rows(
     rows = []
     for key in _metric_order(list(metrics)):
         value = _number(metrics[key])
-        row: dict[str, Any] = {"key": key, "label": METRIC_LABELS.get(key, key), "value": value}
+        row: dict[str, Any] = {"key": key, "label": metric_name(key), "value": value}
         if baseline is not None:
             base = _number(baseline.get(key))
             uplift = None if value is None or base is None else value - base
@@ -178,26 +192,44 @@ def calibration_effect(
             before, after = _number(uncalibrated[key]), _number(calibrated[key])
             change = None if before is None or after is None else after - before
             rows.append(
-                {"label": METRIC_LABELS[key], "before": before, "after": after, "change": change}
+                {"label": metric_name(key), "before": before, "after": after, "change": change}
             )
     return rows
 
 
+def _threshold_text(kind: Any, threshold: Any) -> str:
+    symbol = "≥" if kind == "min" else "≤" if kind == "max" else str(kind)
+    return f"{symbol} {fmt_num(threshold)}"
+
+
 def gate_view(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The gate's verdict and one row per check, with human names, the profile's reason
+    for the threshold and whether it relaxes the profile's default (a lowered minimum)."""
     if gate is None:
         return None
     checks = []
     for check in gate.get("checks") or ():
         kind = check.get("kind")
-        symbol = "≥" if kind == "min" else "≤" if kind == "max" else str(kind)
+        default = _number(check.get("default_threshold"))
+        threshold = _number(check.get("threshold"))
+        relaxed = (
+            default is not None
+            and threshold is not None
+            and (threshold < default if kind == "min" else threshold > default)
+        )
+        reason = check.get("reason") or None
         checks.append(
             {
-                "category": check.get("category") or "",
+                "category": category_name(str(check.get("category") or "")),
                 "attribute": check.get("attribute") or "",
-                "metric": str(check.get("metric")),
+                "key": str(check.get("metric")),
+                "metric": metric_name(str(check.get("metric"))),
                 "value": check.get("value"),
-                "rule": f"{symbol} {fmt_num(check.get('threshold'))}",
+                "rule": _threshold_text(kind, check.get("threshold")),
                 "passed": bool(check.get("passed")),
+                "relaxed_from": _threshold_text(kind, default) if relaxed else None,
+                "reason": reason,
+                "unexplained": relaxed and reason is None,
             }
         )
     return {
@@ -205,33 +237,126 @@ def gate_view(gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "profile": str(gate.get("profile", "")),
         "checks": checks,
         "failed": [c for c in checks if not c["passed"]],
+        "has_reasons": any(c["reason"] or c["relaxed_from"] for c in checks),
     }
 
 
-def fairness_view(fairness: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per attribute: the summary ratios and the groups, flagging four-fifths failures."""
+def group_text(attribute: str, group: Any, labels: Mapping[str, Mapping[str, str]]) -> str:
+    """A group as a validator reads it: the spec's label beside the raw value, ``1 (male)``."""
+    raw = str(group)
+    label = labels.get(attribute, {}).get(value_key(raw))
+    return f"{raw} ({label})" if label else raw
+
+
+def fairness_view(
+    fairness: Sequence[Mapping[str, Any]],
+    value_labels: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[dict[str, Any]]:
+    """Per attribute: the summary ratios and the groups (in band / numeric order, labelled
+    from the spec), flagging four-fifths failures."""
+    labels = value_labels or {}
     views = []
     for attribute in fairness:
+        name = str(attribute.get("attribute"))
         reference = str(attribute.get("reference_group"))
         ref_rate = None
         for group in attribute.get("groups") or ():
             if str(group.get("group")) == reference:
                 ref_rate = _number(group.get("approval_rate"))
         groups = []
-        for group in attribute.get("groups") or ():
+        ordered = sorted(
+            attribute.get("groups") or (), key=lambda g: group_sort_key(str(g.get("group")))
+        )
+        for group in ordered:
             rate = _number(group.get("approval_rate"))
             ratio = None if rate is None or not ref_rate else rate / ref_rate
             groups.append(
                 {
                     **group,
                     "group": str(group.get("group")),
+                    "display": group_text(name, group.get("group"), labels),
                     "ratio": ratio,
                     "is_reference": str(group.get("group")) == reference,
                     "flagged": ratio is not None and ratio < plots.FAIRNESS_RATIO,
                 }
             )
-        views.append({**attribute, "reference_group": reference, "groups": groups})
+        summary = [
+            (metric_name(key), attribute.get(key), "num3")
+            for key in (
+                "demographic_parity_ratio",
+                "demographic_parity_difference",
+                "equal_opportunity_ratio",
+                "disparate_impact_ratio",
+            )
+        ] + [(metric_name("fairness_score"), attribute.get("fairness_score"), "num1")]
+        views.append(
+            {
+                **attribute,
+                "reference_group": reference,
+                "reference_display": group_text(name, reference, labels),
+                "groups": groups,
+                "summary": summary,
+            }
+        )
     return views
+
+
+def cutoff_view(data: ModelReportData) -> str | None:
+    """The sentence that says which decision rule produced the confusion-matrix metrics."""
+    cutoff = data.classification_cutoff
+    if not cutoff or not any(k in data.metrics for k in CUTOFF_METRICS):
+        return None
+    score = fmt_label(cutoff.get("approve_min_score"))
+    pd_text = fmt_pct(cutoff.get("pd"), 1)
+    return (
+        "Accuracy, precision, recall and F1 count an applicant as predicted to default when "
+        f"the score is below the policy's approve cutoff of {score} points (a PD above "
+        f"{pd_text}), i.e. everyone not approved automatically (review or decline); a "
+        "default is the positive class."
+    )
+
+
+def iv_view(rows: Sequence[Mapping[str, Any]] | None) -> dict[str, Any] | None:
+    """The IV table rows, and for leakage suspects the reason and what to check."""
+    if not rows:
+        return None
+    suspects = [
+        {"feature": str(r.get("feature")), "reason": r.get("leakage_reason") or "IV too high"}
+        for r in rows
+        if r.get("leakage_suspect")
+    ]
+    return {"rows": list(rows), "suspects": suspects, "checks": LEAKAGE_CHECKS}
+
+
+def scorecard_view(tables: ScorecardTables | None) -> dict[str, Any] | None:
+    """The scorecard's binning tables (with their totals) and its points by characteristic."""
+    if tables is None:
+        return None
+    binning = []
+    for table in tables.binning:
+        counts = [r.count for r in table.rows]
+        known = None not in counts
+        binning.append(
+            {
+                "table": table,
+                "total": sum(c for c in counts if c is not None) if known else None,
+                "events": sum(r.n_event or 0 for r in table.rows) if known else None,
+                "nonevents": sum(r.n_nonevent or 0 for r in table.rows) if known else None,
+            }
+        )
+    points: dict[str, list[Any]] = {}
+    for row in tables.points:
+        points.setdefault(row.feature, []).append(row)
+    scaling = tables.scale.scaling
+    return {
+        "role": tables.role,
+        "binning": binning,
+        "points": list(points.items()),
+        "base_points": tables.base_points,
+        "scaling": scaling,
+        "scale": tables.scale,
+        "woe_sign": WOE_SIGN,
+    }
 
 
 def _plot_list(data: ModelReportData) -> list[dict[str, str]]:
@@ -274,7 +399,10 @@ def build_context(data: ModelReportData) -> dict[str, Any]:
         "calibration_effect": calibration_effect(data.metrics, data.uncalibrated_metrics),
         "lineage": sorted((str(k), str(v)) for k, v in data.lineage.items()),
         "gate": gate_view(data.gate),
-        "fairness": fairness_view(data.fairness),
+        "fairness": fairness_view(data.fairness, data.value_labels),
+        "cutoff": cutoff_view(data),
+        "iv": iv_view(data.iv_table),
+        "scorecard": scorecard_view(data.scorecard),
         "plots": _plot_list(data),
     }
 

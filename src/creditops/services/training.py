@@ -21,6 +21,7 @@ from creditops.modeling.evaluation import Evaluation, json_safe
 from creditops.modeling.training import Progress, TrainingResult, TrainOptions, train_model
 from creditops.registry.records import RegisteredVersion, RegistrationRequest
 from creditops.reporting.model_report import ModelReportData, render_model_report
+from creditops.reporting.scorecard_files import write_scorecard_files
 from creditops.services.context import AppContext, git_commit
 from creditops.services.model_versions import SETTINGS_ARTIFACT, TEST_SET_ARTIFACT
 
@@ -157,6 +158,9 @@ def build_report_data(
         iv_table=evaluation.iv_table or None,
         feature_importance=evaluation.feature_importance or None,
         monotonicity=evaluation.monotonicity or None,
+        classification_cutoff=evaluation.classification_cutoff,
+        scorecard=evaluation.scorecard,
+        value_labels=evaluation.value_labels,
         **extra,
     )
 
@@ -346,6 +350,9 @@ def _register(
             build_report_data(subject, evaluation, notes=tuple(result.warnings)), report
         )
         ctx.registry.log_version_artifact(name, registered.version, report, "reports")
+        if evaluation.scorecard is not None:  # its binning and points tables, beside it
+            for path in write_scorecard_files(evaluation.scorecard, report.parent):
+                ctx.registry.log_version_artifact(name, registered.version, path, "reports")
     return registered, report
 
 
