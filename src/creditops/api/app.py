@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -27,6 +28,7 @@ from creditops.api.fastpath import FastRoute, PredictFastPath, read_body, replay
 from creditops.api.metrics import ServiceMetrics, build_metrics
 from creditops.api.monitoring_metrics import DeploymentCollector, MonitoringCollector
 from creditops.api.offload import SlowLane
+from creditops.api.openapi import complete_openapi, docs_router
 from creditops.api.problems import install_problem_handlers, problem
 from creditops.api.routes import (
     deployments,
@@ -38,7 +40,8 @@ from creditops.api.routes import (
     monitoring,
     system,
 )
-from creditops.api.routes.predict import model_routes
+from creditops.api.routes.predict import default_model, model_routes, unknown_model_routes
+from creditops.api.schemas import typical_applicant
 from creditops.api.security import Authenticator
 from creditops.errors import CreditopsError
 from creditops.services.access import find_key
@@ -147,6 +150,13 @@ class DecisionServiceApp(FastAPI):
     """
 
     fast_path: PredictFastPath | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document with the security schemes and error answers
+        (``api/openapi.py``), built once."""
+        if not self.openapi_schema:
+            complete_openapi(super().openapi(), self.routes)
+        return self.openapi_schema or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast_path
@@ -283,6 +293,17 @@ def create_app(settings: Settings | None = None) -> DecisionServiceApp:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         writer.start()
         await run_in_threadpool(follower.refresh)  # report in, follow a deployment at once
+        served = ", ".join(
+            f"{m.name} v{m.version}" + (f" ({', '.join(sorted(m.aliases))})" if m.aliases else "")
+            for m in state.decisions.served_models()
+        )
+        log.info(
+            "serving %s on http://%s:%d (process %d)",
+            served or "no model",
+            settings.serve.host,
+            settings.serve.port,
+            os.getpid(),
+        )
         tasks = [asyncio.create_task(_follow_deployments(state, follower))]
         if shadow is not None:
             tasks.append(asyncio.create_task(shadow.run()))
@@ -303,20 +324,30 @@ def create_app(settings: Settings | None = None) -> DecisionServiceApp:
         description="Credit decisions with PD, score, decision band and adverse-action reason "
         "codes; every decision is durably logged before it is returned.",
         lifespan=lifespan,
+        # served by api/openapi.py, with the pages' assets from this package (no CDN)
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.api = state
     metrics = state.metrics
     install_problem_handlers(app, on_error=lambda kind: metrics.errors.labels(kind).inc())
     app.include_router(system.router)
+    app.include_router(docs_router())
     router = state.decisions.router
-    default = settings.serve.default_model or (router.names()[0] if router.names() else None)
+    default = default_model(settings.serve.default_model, router.names())
     fast_routes: list[FastRoute] = []
     for slot in router.slots():
         routes, fast = model_routes(
-            slot.name, slot.model.spec, settings.serve.max_batch, seed_route=slot.name == default
+            slot.name,
+            slot.model.spec,
+            settings.serve.max_batch,
+            seed_route=slot.name == default,
+            example=typical_applicant(slot.model.spec, slot.model.bundle.reference_profile),
         )
         app.include_router(routes)
         fast_routes += fast
+    app.include_router(unknown_model_routes())  # after every served model's own routes
     _export_model_info(metrics, router)
     for resource in (
         models.router,

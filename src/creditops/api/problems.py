@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from creditops.errors import (
@@ -28,6 +29,34 @@ SERVER_SIDE = {
     "integrity_error": "A stored artefact failed its integrity check and was not used.",
     "": "An internal error occurred; it has been logged.",
 }
+
+
+class ProblemFieldError(BaseModel):
+    """One refused field of a request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(description="Dotted path of the field (``features.pay_0``), or ``body``.")
+    message: str
+    type: str | None = Field(
+        default=None, description="The validation error's kind (validation errors only)."
+    )
+
+
+class Problem(BaseModel):
+    """The body of every error answer (RFC 9457, ``application/problem+json``), as
+    :func:`problem` builds it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(examples=["https://creditops.dev/problems/model_not_found"])
+    title: str = Field(examples=["model not found"])
+    status: int = Field(ge=400, le=599, examples=[404])
+    code: str = Field(description="Stable machine-readable code.", examples=["model_not_found"])
+    detail: str = Field(examples=["Model 'acme' is not registered."])
+    errors: list[ProblemFieldError] | None = Field(
+        default=None, description="The refused fields, when the problem is about some."
+    )
 
 
 class ApiProblemError(Exception):

@@ -3,6 +3,7 @@ so /docs shows each served model's real feature names and types."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -108,6 +109,42 @@ def build_request_models(
         applications=(list[single], Field(..., min_length=1, max_length=max_batch)),
     )
     return features, single, batch
+
+
+def typical_applicant(spec: Spec, profile: Mapping[str, Any]) -> dict[str, Any]:
+    """The features of a typical applicant of the training data, for the request examples:
+    each numeric feature at its median (on the data's grain), each categorical one at its
+    most frequent category, from the model's reference profile.
+
+    Every value is one the model saw; the whole is nobody's record, which matters because
+    the examples are shown on the open /docs page.
+    """
+    stats = profile.get("features", {})
+    return {
+        name: _typical_number(stats.get(name, {}))
+        if kind == "numeric"
+        else _typical_category(stats.get(name, {}))
+        for name, kind in spec.features.items()
+    }
+
+
+def _typical_number(stats: Mapping[str, Any]) -> int | float | None:
+    quantiles = [float(q) for q in stats.get("quantiles") or ()]
+    if not quantiles:
+        return None
+    median = quantiles[len(quantiles) // 2]
+    # Percentiles of whole numbers are whole but where they fall between two values.
+    if sum(q.is_integer() for q in quantiles) >= 0.9 * len(quantiles):
+        return round(median)
+    return round(median, 4)
+
+
+def _typical_category(stats: Mapping[str, Any]) -> int | str | None:
+    categories = stats.get("categories") or {}
+    if not categories:
+        return None
+    top = str(max(categories, key=lambda c: categories[c]))
+    return int(top) if top.lstrip("-").isdigit() else top
 
 
 class ModelRef(BaseModel):

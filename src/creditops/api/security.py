@@ -25,6 +25,24 @@ log = logging.getLogger("creditops.api")
 
 KeyLookup = Callable[[str], Principal | None]
 
+# The two ways of presenting a key, as OpenAPI security schemes (``api/openapi.py`` puts
+# the requirement on each operation that needs a key).
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "co_<key id>_<secret>",
+        "description": "An API key (`creditops keys create`), as `Authorization: Bearer <key>`.",
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "The same API key in an `X-API-Key` header.",
+    },
+}
+SECURITY_REQUIREMENT: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+
 
 class Authenticator:
     def __init__(self, lookup: KeyLookup, *, enabled: bool, cache_ttl_s: float = 5.0) -> None:

@@ -1,9 +1,12 @@
-"""Drift, performance and fairness checks, stored reports, and alert tests (scope monitor)."""
+"""Drift, performance and fairness checks, stored reports, and alert tests (scope monitor).
+
+The drift routes also answer on the seed documents' un-prefixed paths (``/drift/data-drift``
+...), as documented aliases where ``model`` may be left out for the default model."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +21,8 @@ from creditops.api.deps import (
     SlowLaneDep,
     StateDep,
 )
+from creditops.api.problems import ApiProblemError
+from creditops.api.routes.predict import default_model
 from creditops.api.schemas import (
     AwareTime,
     CheckAndRetrainResponse,
@@ -51,6 +56,34 @@ class PerformanceRequest(BaseModel):
     model_config = STRICT
 
     model: str = Field(min_length=1, max_length=64)
+    window: int | None = Field(default=None, ge=10, le=1_000_000)
+    max_drop: float | None = Field(default=None, gt=0, lt=1)
+
+
+SeedModel = Field(
+    default=None,
+    min_length=1,
+    max_length=64,
+    description="The model (default: the service's default model, as for POST /predict).",
+)
+
+
+class SeedWindowRequest(BaseModel):
+    """:class:`WindowRequest` with ``model`` optional (the seed documents' clients)."""
+
+    model_config = STRICT
+
+    model: str | None = SeedModel
+    since: WindowStart = None
+    until: AwareTime = Field(default=None, description="Window end (default: now); UTC if naive.")
+
+
+class SeedPerformanceRequest(BaseModel):
+    """:class:`PerformanceRequest` with ``model`` optional (the seed documents' clients)."""
+
+    model_config = STRICT
+
+    model: str | None = SeedModel
     window: int | None = Field(default=None, ge=10, le=1_000_000)
     max_drop: float | None = Field(default=None, gt=0, lt=1)
 
@@ -170,3 +203,67 @@ async def test_alerts(
     channel = body.channel if body else None
     results = await slow.run(monitoring.send_alert_test, ctx, channel)
     return [DeliveryResponse(**r.to_dict()) for r in results]
+
+
+# -- the seed documents' paths ---------------------------------------------------------------
+def _model_or_default(model: str | None, state: ApiState) -> str:
+    if model is not None:
+        return model
+    served = state.decisions.router.names()
+    chosen = default_model(state.settings.serve.default_model, served)
+    if chosen is None:
+        raise ApiProblemError(
+            404, "model_not_found", "No model is served, so there is no default model.",
+            field="model",
+        )  # fmt: skip
+    return chosen
+
+
+def _window(body: SeedWindowRequest, state: ApiState) -> WindowRequest:
+    model = _model_or_default(body.model, state)
+    return WindowRequest(model=model, since=body.since, until=body.until)
+
+
+async def data_drift_seed(body: SeedWindowRequest, state: StateDep) -> DriftCheckResponse:
+    return await data_drift(_window(body, state), state)
+
+
+async def performance_drift_seed(
+    body: SeedPerformanceRequest, state: StateDep
+) -> PerformanceResponse:
+    model = _model_or_default(body.model, state)
+    request = PerformanceRequest(model=model, window=body.window, max_drop=body.max_drop)
+    return await performance_drift(request, state)
+
+
+async def check_and_retrain_seed(
+    body: SeedWindowRequest, state: StateDep
+) -> CheckAndRetrainResponse:
+    return await check_and_retrain(_window(body, state), state)
+
+
+def _alias(path: str, handler: Any, target: Any, **options: Any) -> None:
+    """``path`` answers like ``POST /v1{path}`` (``target``), documented as its alias."""
+    summary = (target.__doc__ or "").splitlines()[0]
+    router.add_api_route(
+        path,
+        handler,
+        methods=["POST"],
+        operation_id=f"{target.__name__}_seed",
+        summary=f"Seed route: {summary[0].lower()}{summary[1:]}",
+        description=f"Alias of `POST /v1{path}` for clients written to the seed documents"
+        + ("; `model` may be left out for the default model." if handler is not target else ".")
+        + f"\n\n{target.__doc__}",
+        **options,
+    )
+
+
+_alias("/drift/data-drift", data_drift_seed, data_drift, responses=_report_link("data_drift"))
+_alias("/drift/model-performance-drift", performance_drift_seed, performance_drift)
+_alias(
+    "/drift/check-and-retrain",
+    check_and_retrain_seed,
+    check_and_retrain,
+    responses=_report_link("check"),
+)
+_alias("/drift/test-email", test_email, test_email)
