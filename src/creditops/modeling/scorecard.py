@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 from creditops.domain.scaling import ScoreScaling
 from creditops.errors import InvalidInputError, TrainingError
@@ -63,6 +64,28 @@ LEAKAGE_CHECKS = (
     "Is it derived from the target (a status code, a default-period field)?",
 )
 """What a validator checks for a leakage suspect."""
+
+
+def single_feature_auc(
+    column: FloatArray, y: npt.NDArray[np.int64], *, categorical: bool
+) -> float | None:
+    """How well one raw feature alone ranks defaults, whichever its direction: the AUC of
+    the value (numeric) or of the category's default rate (categorical, in-sample, so an
+    identifier-like code scores high), over the rows where it is present; >= 0.5.
+
+    Computed on the raw values because binning hides a perfect separator: optbinning keeps
+    it as a single bin, whose IV is 0.
+    """
+    present = ~np.isnan(column)
+    values, labels = column[present], y[present]
+    if labels.size == 0 or labels.min() == labels.max():
+        return None
+    if categorical:
+        _, index = np.unique(values, return_inverse=True)
+        rate = np.bincount(index, weights=labels) / np.bincount(index)
+        values = rate[index]
+    auc = float(roc_auc_score(labels, values))
+    return max(auc, 1.0 - auc)
 
 
 def leakage_reason(iv: float, auc: float | None) -> str | None:
@@ -241,6 +264,7 @@ class WoeScorecard:
     used_: npt.NDArray[np.bool_]
     coef_: FloatArray
     base_value_: float
+    single_auc_: dict[str, float | None]
 
     def __init__(
         self,
@@ -289,6 +313,10 @@ class WoeScorecard:
         self.feature_names_ = list(feature_names)
         self.binnings_ = binnings
         self.iv_ = {b.name: b.iv for b in binnings}
+        self.single_auc_ = {
+            name: single_feature_auc(x[:, j], labels, categorical=bool(categorical[j]))
+            for j, name in enumerate(self.feature_names_)
+        }
         woe = self._woe(x)
         self.coef_, self.base_value_ = self._fit_logistic(woe, labels)
         self.used_ = self.coef_ != 0.0
@@ -373,12 +401,13 @@ class WoeScorecard:
     def iv_table(self) -> list[dict[str, Any]]:
         """One row per feature, strongest first (ties by name). ``leakage_reason`` says why
         a feature is a ``leakage_suspect``: IV above :data:`LEAKAGE_IV`, or a single-feature
-        AUC (``auc``, of its binned WoE on the training rows) of :data:`NEAR_PERFECT_AUC` or
-        more."""
+        AUC (``auc``: :func:`single_feature_auc` on the training rows) of
+        :data:`NEAR_PERFECT_AUC` or more."""
         self._check_fitted()
         rows = []
         for b, used in zip(self.binnings_, self.used_, strict=True):
-            auc = b.table().auc
+            auc = self.single_auc_.get(b.name)
+            auc = b.table().auc if auc is None else auc
             reason = leakage_reason(b.iv, auc)
             rows.append(
                 {
@@ -449,6 +478,7 @@ class WoeScorecard:
             "features": [b.to_dict() for b in self.binnings_],
             "coef": [float(c) for c in self.coef_],
             "intercept": float(self.base_value_),
+            "single_auc": {k: v for k, v in self.single_auc_.items() if v is not None},
         }
 
     @classmethod
@@ -470,6 +500,7 @@ class WoeScorecard:
         model.feature_names_ = [b.name for b in binnings]
         model.binnings_ = binnings
         model.iv_ = {b.name: b.iv for b in binnings}
+        model.single_auc_ = {str(k): float(v) for k, v in (d.get("single_auc") or {}).items()}
         model.coef_ = coef
         model.used_ = coef != 0.0
         model.base_value_ = intercept

@@ -115,7 +115,8 @@ class BinRow:
 class BinningTable:
     """A characteristic's bins, as optbinning's ``binning_table`` shows them, in
     creditops' risk-oriented WoE sign (:data:`WOE_SIGN`). ``auc`` is the single-feature
-    AUC of the binned WoE on the training rows (None without counts)."""
+    AUC of the binned feature on the training rows (see :func:`binned_auc`; None without
+    counts)."""
 
     feature: str
     categorical: bool
@@ -153,16 +154,23 @@ def category_text(category: str, value_labels: Mapping[str, str] | None) -> str:
     return f"{category} ({label})" if label else category
 
 
-def binned_auc(woe: FloatArray, event: FloatArray, nonevent: FloatArray) -> float | None:
-    """AUC of a score that is constant within bins: P(a default's WoE > a non-default's),
-    ties counted one half (Mann-Whitney over the bins)."""
+def binned_auc(event: FloatArray, nonevent: FloatArray) -> float | None:
+    """AUC of the bins' default rates as a score: P(a default sits in a bin with a higher
+    default rate than a non-default's), ties one half (Mann-Whitney over the bins).
+
+    The default rate, not the WoE, orders the bins: it ranks mixed bins exactly as the WoE
+    does, and it still separates bins holding one class only, which get WoE 0, so a feature
+    that splits defaults from non-defaults perfectly scores 1.0 here although its IV is 0.
+    """
     total_event, total_nonevent = float(event.sum()), float(nonevent.sum())
     if total_event == 0 or total_nonevent == 0:
         return None
-    values, index = np.unique(woe, return_inverse=True)
+    count = event + nonevent
+    rate = np.divide(event, count, out=np.zeros_like(event), where=count > 0)
+    values, index = np.unique(rate, return_inverse=True)
     ev = np.bincount(index, weights=event, minlength=len(values))
     ne = np.bincount(index, weights=nonevent, minlength=len(values))
-    below = np.concatenate([[0.0], np.cumsum(ne)[:-1]])  # non-defaults in lower-WoE bins
+    below = np.concatenate([[0.0], np.cumsum(ne)[:-1]])  # non-defaults in lower-rate bins
     wins = float(np.sum(ev * (below + 0.5 * ne)))
     return wins / (total_event * total_nonevent)
 
@@ -274,7 +282,7 @@ class FeatureBinning:
             for i in range(len(bins))
         )
         return BinningTable(
-            self.name, self.categorical, rows, self.iv, binned_auc(woe, event, nonevent)
+            self.name, self.categorical, rows, self.iv, binned_auc(event, nonevent)
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from creditops.errors import InvalidInputError
 from creditops.features.spec import value_key
 from creditops.modeling.fairness import group_sort_key
-from creditops.modeling.scorecard import LEAKAGE_CHECKS, ScorecardTables
+from creditops.modeling.scorecard import LEAKAGE_CHECKS, NEAR_PERFECT_AUC, ScorecardTables
 from creditops.modeling.woe_binning import WOE_SIGN
 from creditops.reporting import plots
 from creditops.reporting.names import category_name, metric_name
@@ -403,6 +403,7 @@ def build_context(data: ModelReportData) -> dict[str, Any]:
         "cutoff": cutoff_view(data),
         "iv": iv_view(data.iv_table),
         "scorecard": scorecard_view(data.scorecard),
+        "near_perfect_auc": NEAR_PERFECT_AUC,
         "plots": _plot_list(data),
     }
 
