@@ -89,7 +89,8 @@ def test_binning_table_counts_woe_and_iv_recomputed_from_the_rows(
     assert [r.count for r in table.rows] == counts.astype(int).tolist()
     assert [r.n_event for r in table.rows] == events.astype(int).tolist()
     assert [r.n_nonevent for r in table.rows] == nonevents.astype(int).tolist()
-    np.testing.assert_allclose([r.share for r in table.rows], counts / len(y))
+    shares = np.array([r.share for r in table.rows], dtype=float)
+    np.testing.assert_allclose(shares, counts / len(y))
     rates = [r.event_rate for r in table.rows]
     for rate, e, n in zip(rates, events, counts, strict=True):
         assert (rate is None) if n == 0 else rate == pytest.approx(e / n)
@@ -100,7 +101,8 @@ def test_binning_table_counts_woe_and_iv_recomputed_from_the_rows(
     woe[both] = np.log(share_e[both] / share_ne[both])
     contribution = np.where(both, (share_e - share_ne) * woe, 0.0)
     np.testing.assert_allclose([r.woe for r in table.rows], woe, atol=1e-12)
-    np.testing.assert_allclose([r.iv_contribution for r in table.rows], contribution, atol=1e-12)
+    parts = np.array([r.iv_contribution for r in table.rows], dtype=float)
+    np.testing.assert_allclose(parts, contribution, atol=1e-12)
     assert table.iv == pytest.approx(contribution.sum())
     assert table.rows[-1].bin == "missing"
     # the table's WoE is what scoring uses
