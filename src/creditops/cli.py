@@ -58,6 +58,7 @@ def _main(
         bool,
         typer.Option(
             "--version",
+            metavar="",
             help="Print the version and exit.",
             callback=_print_version,
             is_eager=True,
@@ -192,7 +193,7 @@ def models_list(
             ",".join(row["aliases"]),
             row["algorithm"],
             "" if auc is None else f"{auc:.4f}",
-            {"true": "passed", "false": "failed"}.get(row["gate_passed"] or "", "-"),
+            {True: "passed", False: "failed"}.get(row["gate_passed"], "-"),
             row["created_at"][:19],
         )
     out.print(table)
@@ -204,7 +205,10 @@ def models_promote(
     version: Annotated[str, typer.Option(help="Version to promote.")],
     to: Annotated[str, typer.Option("--to", help="staging or production.")],
     force: Annotated[
-        bool, typer.Option(help="Promote without a passed gate (needs --reason; recorded).")
+        bool,
+        typer.Option(
+            "--force", metavar="", help="Promote without a passed gate (needs --reason; recorded)."
+        ),
     ] = False,
     reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail).")] = "",
     as_json: JsonOpt = False,
@@ -413,9 +417,19 @@ def scorecard(
 
 
 @app.command()
-def info() -> None:
+def info(as_json: JsonOpt = False) -> None:
     """Where creditops keeps its state, and how to open the MLflow UI on it."""
     settings = get_settings()
+    if as_json:
+        print_json(
+            {
+                "home": str(settings.home_dir),
+                "tracking_uri": settings.tracking_uri,
+                "reports": str(settings.reports_dir),
+                "artifact_root": settings.artifact_root.as_uri(),
+            }
+        )
+        return
     out.print(f"CREDITOPS_HOME: {settings.home_dir}")
     out.print(f"MLflow tracking URI: {settings.tracking_uri}")
     out.print(f"Reports: {settings.reports_dir}")

@@ -65,9 +65,14 @@ def register(app: typer.Typer) -> None:
 def retrain(
     name: Annotated[str, typer.Option("--name", "-n", help="Registered model name.")],
     reason: Annotated[str, typer.Option(help="Why (recorded with the job).")] = "manual request",
-    force: Annotated[bool, typer.Option(help="Skip the cool-down after the last job.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", metavar="", help="Skip the cool-down after the last job.")
+    ] = False,
     wait: Annotated[
-        bool, typer.Option(help="Follow the job to its end (a worker must be running).")
+        bool,
+        typer.Option(
+            "--wait", metavar="", help="Follow the job to its end (a worker must be running)."
+        ),
     ] = False,
     timeout: Annotated[float, typer.Option(help="Longest wait with --wait, seconds.")] = 3600,
     as_json: JsonOpt = False,
@@ -190,12 +195,16 @@ def jobs_show(
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job_id: Annotated[str, typer.Argument(help="Job id.")]) -> None:
+def jobs_cancel(
+    job_id: Annotated[str, typer.Argument(help="Job id.")], as_json: JsonOpt = False
+) -> None:
     """Cancel a queued job at once; a running one stops at its next stage."""
     from creditops.services.retraining import cancel_job
 
     job = run(lambda: cancel_job(sessions(), job_id))
-    if job["state"] == "cancelled":
+    if as_json:
+        print_json(job)
+    elif job["state"] == "cancelled":
         out.print(f"job {job_id} cancelled")
     else:
         out.print(f"job {job_id} is {job['state']}: it stops at its next stage")
@@ -290,12 +299,16 @@ def _deploy_action(action: str) -> Any:
     def command(
         deployment_id: Annotated[str, typer.Argument(help="Deployment id.")],
         reason: Annotated[str, typer.Option(help="Why (recorded).")] = "",
+        as_json: JsonOpt = False,
     ) -> None:
         from creditops.services.access import cli_actor
         from creditops.services.deployments import act
 
         row = run(lambda: act(sessions(), deployment_id, action, cli_actor(), reason))
-        out.print(f"deployment {row['deployment_id']} is {row['state']}")
+        if as_json:
+            print_json(row)
+        else:
+            out.print(f"deployment {row['deployment_id']} is {row['state']}")
 
     command.__doc__ = {
         "pause": "Pause a deployment: its traffic split stays, its steps stop.",
@@ -372,16 +385,24 @@ def ab_status(
 
 
 def _ab_end(action: str) -> Any:
-    def command(experiment_id: Annotated[str, typer.Argument(help="The A/B test id.")]) -> None:
+    def command(
+        experiment_id: Annotated[str, typer.Argument(help="The A/B test id.")],
+        as_json: JsonOpt = False,
+    ) -> None:
         from creditops.services.access import cli_actor
-        from creditops.services.deployments import act
+        from creditops.services.deployments import act, get
         from creditops.services.experiments import conclude
 
         if action == "stop":
             row = run(lambda: act(sessions(), experiment_id, "abort", cli_actor(), "stopped"))
-            out.print(f"A/B test {experiment_id} stopped: {row['state']}, control answers")
+            message = f"A/B test {experiment_id} stopped: {row['state']}, control answers"
         else:
-            out.print(run(lambda: conclude(context(), sessions(), experiment_id, cli_actor())))
+            message = run(lambda: conclude(context(), sessions(), experiment_id, cli_actor()))
+            row = run(lambda: get(sessions(), experiment_id))
+        if as_json:
+            print_json(row | {"message": message})
+        else:
+            out.print(message)
 
     command.__doc__ = {
         "stop": "Stop an A/B test now: control keeps answering.",
@@ -417,12 +438,16 @@ def audit_verify(as_json: JsonOpt = False) -> None:
 @audit_app.command("export")
 def audit_export(
     output: Annotated[Path, typer.Option("--output", "-o", help="JSON lines file to write.")],
+    as_json: JsonOpt = False,
 ) -> None:
     """Write the audit trail, in chain order, as JSON lines (with both hashes)."""
     from creditops.services.audit import export
 
     count = run(lambda: export(sessions(), output))
-    out.print(f"{count} audit records written to {output}")
+    if as_json:
+        print_json({"records": count, "output": str(output)})
+    else:
+        out.print(f"{count} audit records written to {output}")
 
 
 @db_app.command("upgrade")
@@ -504,12 +529,18 @@ def keys_list(as_json: JsonOpt = False) -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Option("--id", help="Key id to revoke.")]) -> None:
+def keys_revoke(
+    key_id: Annotated[str, typer.Option("--id", help="Key id to revoke.")],
+    as_json: JsonOpt = False,
+) -> None:
     """Revoke an API key (effective on every worker within seconds)."""
     from creditops.services.access import cli_actor, revoke_key
 
     run(lambda: revoke_key(sessions(), key_id, cli_actor()))
-    out.print(f"revoked {key_id}")
+    if as_json:
+        print_json({"id": key_id, "revoked": True})
+    else:
+        out.print(f"revoked {key_id}")
 
 
 @decisions_app.command("export")
@@ -518,7 +549,10 @@ def decisions_export(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     since: Annotated[str | None, typer.Option(help="e.g. 24h, 7d or 2026-11-01.")] = None,
     model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", metavar="", help="Replace an existing output file.")
+    ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """One row per decision, with reasons and inputs, for analysts. The file appears whole
     or not at all; in CSV, text a spreadsheet would run as a formula starts with '."""
@@ -527,7 +561,10 @@ def decisions_export(
     since_at = run(lambda: parse_since(since))
     request = ExportRequest(output, fmt, since_at, model, force=force)
     rows = run(lambda: export_decisions(sessions(), request))
-    out.print(f"exported {rows} decisions to {output}")
+    if as_json:
+        print_json({"rows": rows, "output": str(output), "format": fmt, "model": model})
+    else:
+        out.print(f"exported {rows} decisions to {output}")
 
 
 @decisions_app.command("purge")
@@ -553,8 +590,16 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    log_level: Annotated[
+        str, typer.Option(help="debug, info, warning or error (creditops and uvicorn).")
+    ] = "info",
+    access_log: Annotated[
+        bool, typer.Option("--access-log", metavar="", help="Log every request (off by default).")
+    ] = False,
 ) -> None:
-    """Run the decision service (uvicorn) on the embedded defaults or configured stores."""
+    """Run the decision service (uvicorn) on the embedded defaults or configured stores.
+
+    Logs one line per process with the models, versions and address it serves."""
     import os
     import tempfile
 
@@ -562,11 +607,21 @@ def serve(
 
     from creditops.store.migrations_api import ensure_current
 
+    level = log_level.lower()
+    if level not in {"debug", "info", "warning", "error"}:
+        raise fail(
+            InvalidInputError(
+                f"--log-level must be debug, info, warning or error; got {log_level!r}"
+            )
+        )
     settings = get_settings()
     make_home_private(settings)
     run(lambda: ensure_current(settings.database))
     n_workers = workers or settings.serve.workers
     os.environ["CREDITOPS_HOME"] = str(settings.home_dir)
+    # every worker process reads the address it serves on (for its start-up line)
+    os.environ["CREDITOPS_SERVE__HOST"] = host or settings.serve.host
+    os.environ["CREDITOPS_SERVE__PORT"] = str(port or settings.serve.port)
     if n_workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = Path(tempfile.mkdtemp(prefix="metrics-", dir=settings.home_dir))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
@@ -576,9 +631,26 @@ def serve(
         host=host or settings.serve.host,
         port=port or settings.serve.port,
         workers=n_workers,
-        log_level="warning",
-        access_log=False,
+        log_level=level,
+        log_config=_log_config(level),
+        access_log=access_log,
     )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging configuration plus the ``creditops`` loggers at ``level``: uvicorn
+    applies it in every worker process it starts."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["creditops"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
 
 
 def drift(
@@ -667,7 +739,9 @@ def _print_drift(result: dict[str, Any], report: Path | None) -> None:
 
 
 def worker(
-    once: Annotated[bool, typer.Option(help="Run one scheduler pass and exit.")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", metavar="", help="Run one scheduler pass and exit.")
+    ] = False,
 ) -> None:
     """Run scheduled monitoring checks and alerts (the background worker process)."""
     import logging

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from creditops.domain.windows import utc_text
 from creditops.errors import CreditopsError
 from creditops.services.context import AppContext, make_home_private
 from creditops.services.deployments import drive
@@ -106,7 +107,7 @@ def due_reason(
 
 def mark_checked(sessions: sessionmaker[Session], model: str, at: datetime) -> None:
     with sessions.begin() as session:
-        MonitorStateRepository(session).put(f"schedule:{model}", {"last_check_at": at.isoformat()})
+        MonitorStateRepository(session).put(f"schedule:{model}", {"last_check_at": utc_text(at)})
 
 
 def run_tick(
@@ -189,7 +190,7 @@ def run_worker(settings: Settings, *, once: bool = False) -> None:
     if not once:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    log.warning("creditops worker started (tick %.0fs)", settings.monitor.tick_seconds)
+    log.info("creditops worker started (tick %.0fs)", settings.monitor.tick_seconds)
     driver = None
     if once:
         drive_deployments(ctx, sessions, engine)

@@ -304,7 +304,7 @@ def test_resolution_says_what_cleared_and_when() -> None:
     assert "lasted 1 d 3 h 30 min" in body
     assert "No feature drifts any more." in body and "max_psi: 0.08" in body
     assert generic_payload(res)["status"] == "resolved"
-    assert generic_payload(res)["resolved_at"] == "2026-03-03T09:30:00+00:00"
+    assert generic_payload(res)["resolved_at"] == "2026-03-03T09:30:00Z"
 
 
 @pytest.mark.unit

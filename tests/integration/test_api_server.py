@@ -123,7 +123,8 @@ def reference_score(pd_value: float) -> float:
     2006), clipped to [300, 850]."""
     factor = 20.0 / math.log(2.0)
     offset = 600.0 - factor * math.log(50.0)
-    return min(850.0, max(300.0, offset + factor * math.log((1.0 - pd_value) / pd_value)))
+    raw = min(850.0, max(300.0, offset + factor * math.log((1.0 - pd_value) / pd_value)))
+    return round(raw, 2)  # published at 2 decimals, and decided on as published
 
 
 def expected_band(score: float) -> str:
@@ -297,10 +298,11 @@ def check_decision(payload: dict[str, Any], features: dict[str, Any], app_id: st
     assert payload["policy_version"] == POLICY["version"]
     assert 0.0 < payload["pd"] < 1.0
     assert 300.0 <= payload["score"] <= 850.0
-    assert payload["score"] == pytest.approx(reference_score(payload["pd"]), abs=1e-6)
+    assert payload["score"] == pytest.approx(reference_score(payload["pd"]), abs=1e-9)
     assert payload["decision"] in ("approve", "review", "decline")
     if not payload["suspended"]:
         assert payload["decision"] == expected_band(payload["score"])
+    assert payload["created_at"].endswith("Z")  # RFC 3339, UTC
     created = datetime.fromisoformat(payload["created_at"])
     assert created.tzinfo is not None
     assert abs((datetime.now(UTC) - created).total_seconds()) < 300
@@ -367,7 +369,13 @@ def test_ready_health_and_model_listing(svc: Service) -> None:
     assert [(v["version"], v["aliases"], v["serving"]) for v in versions] == [
         ("1", ["production"], True)
     ]
+    assert versions[0]["created_at"].endswith("Z")
+    tag = versions[0]["tags"].get("gate_passed")  # MLflow keeps text; the API a boolean
+    assert versions[0]["gate_passed"] is {"true": True, "false": False}.get(tag)
     assert missing.status_code == 404
+    # the one line `creditops serve` logs per process: what it serves and where
+    log = svc.server.log_path.read_text()
+    assert f"serving {MODEL} v1 (production) on http://127.0.0.1:{svc.server.port}" in log
 
 
 def test_predict_single(svc: Service, applicants: list[dict[str, Any]]) -> None:

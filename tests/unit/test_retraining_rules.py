@@ -105,7 +105,7 @@ def test_new_data_and_schedule() -> None:
     weekly = "0 2 * * 0"  # Sundays 02:00 UTC; 2026-12-03 is a Thursday
     assert schedule_trigger(weekly, NOW - timedelta(days=2), NOW) is None
     due = schedule_trigger(weekly, NOW - timedelta(days=5), NOW)  # Saturday before: Sunday due
-    assert due is not None and due.evidence["due_at"] == "2026-11-29T02:00:00+00:00"
+    assert due is not None and due.evidence["due_at"] == "2026-11-29T02:00:00Z"
     with pytest.raises(ConfigError):
         schedule_trigger("every sunday", NOW, NOW)
 

@@ -30,7 +30,29 @@ def test_base_points_and_doubling() -> None:
 def test_points_inverse_roundtrip(base: float, odds: float, pdo: float) -> None:
     s = ScoreScaling(base_score=base, base_odds=odds, pdo=pdo, min_score=None, max_score=None)
     pd_values = np.linspace(0.001, 0.999, 101)
-    np.testing.assert_allclose(s.pd_at(s.points(pd_values)), pd_values, rtol=1e-10)
+    # points are published at 2 decimals: half a hundredth of a point in log-odds
+    tolerance = 0.005 / s.factor
+    log_odds = np.log1p(-pd_values) - np.log(pd_values)
+    back = s.pd_at(s.points(pd_values))
+    assert np.all(np.abs((np.log1p(-back) - np.log(back)) - log_odds) <= tolerance + 1e-12)
+    scores = np.round(np.linspace(310.0, 840.0, 97), 2)
+    np.testing.assert_array_equal(s.points(s.pd_at(scores)), scores)
+
+
+def test_the_shown_score_is_the_decided_score() -> None:
+    """Issue 15: an unrounded 539.9952 was shown as 540.00 and decided review under a 540
+    approve cutoff. The published score is the one the policy decides on."""
+    s = ScoreScaling()
+    policy = DecisionPolicy(approve_min_score=540, decline_below_score=500)
+    unrounded = 539.9952
+    pd_value = float(s.pd_at([unrounded])[0])
+    raw = s.offset + s.factor * (math.log1p(-pd_value) - math.log(pd_value))
+    assert raw == pytest.approx(unrounded) and raw < 540  # the old value decided review
+    shown = s.points([pd_value])
+    assert f"{shown[0]:.2f}" == "540.00" and shown[0] == 540.0
+    assert policy.decide(shown).decision.tolist() == ["approve"]
+    below = s.points(s.pd_at([539.994]))  # shown as 539.99: review, as shown
+    assert f"{below[0]:.2f}" == "539.99" and policy.decide(below).decision.tolist() == ["review"]
 
 
 def test_higher_pd_lower_score_and_clipping() -> None:

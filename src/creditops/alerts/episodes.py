@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal, get_args
 
+from creditops.domain.windows import utc_text
 from creditops.errors import InvalidInputError
 
 AlertKind = Literal[
@@ -58,7 +59,7 @@ STATE_VERSION = 1
 
 def _require_aware(at: datetime, name: str) -> None:
     if at.tzinfo is None or at.utcoffset() is None:
-        raise InvalidInputError(f"{name} must be timezone-aware (got {at.isoformat()}).")
+        raise InvalidInputError(f"{name} must be timezone-aware (got {utc_text(at)}).")
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ class AlertTracker:
                 "level": s.level,
                 "episode_started_at": _iso_or_none(s.episode_started_at),
                 "sent": s.sent,
-                "last_fired": {sev: at.isoformat() for sev, at in sorted(s.last_fired.items())},
+                "last_fired": {sev: utc_text(at) for sev, at in sorted(s.last_fired.items())},
             }
         return {
             "version": STATE_VERSION,
@@ -261,7 +262,7 @@ class AlertTracker:
 
 def _iso_or_none(at: datetime | None) -> str | None:
     """ISO-8601 text of ``at``; ``None`` stays ``None``."""
-    return None if at is None else at.isoformat()
+    return None if at is None else utc_text(at)
 
 
 def _parse_time(value: Any) -> datetime:

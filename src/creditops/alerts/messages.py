@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from creditops.alerts.episodes import Notification, Resolution
+from creditops.domain.windows import utc_text
 
 MAX_DETAIL_LINES = 25
 
@@ -23,7 +24,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_jsonable(v) for v in value]
     if isinstance(value, datetime):
-        return value.isoformat()
+        return utc_text(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         value = value.item()
     if isinstance(value, float):
@@ -228,12 +229,12 @@ def generic_payload(n: Notification) -> dict[str, Any]:
         return {
             "status": "resolved",
             **common,
-            "started_at": n.started_at.isoformat(),
-            "resolved_at": n.resolved_at.isoformat(),
+            "started_at": utc_text(n.started_at),
+            "resolved_at": utc_text(n.resolved_at),
         }
     return {
         "status": "firing",
         **common,
-        "at": n.at.isoformat(),
+        "at": utc_text(n.at),
         "escalated_from": n.escalated_from,
     }

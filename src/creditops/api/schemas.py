@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -75,15 +76,31 @@ WindowStart = Annotated[
 ]
 
 
+def _refuse_null(value: object) -> object:
+    if value is None:
+        raise ValueError("may not be missing: the model's spec does not allow it (missing.allowed)")
+    return value
+
+
+_NOT_NULL = BeforeValidator(_refuse_null)
+
+
 def _feature_field(spec: Spec, name: str) -> tuple[Any, Any]:
+    """A model input is a required key; its value may be null only when the spec lets it
+    be missing (``missing.allowed``, or ``on_missing: review``): otherwise null is a 422
+    naming the field, never a number the model would read as 0."""
     required = name in spec.model_features
+    nullable = spec.may_be_missing(name) or spec.missing.on_missing == "review"
     if spec.features[name] == "numeric":
-        annotation: Any = StrictFloat | Int64 | None
+        annotation: Any = StrictFloat | Int64
         description = "numeric"
     else:
-        annotation = FeatureText | Int64 | None
+        annotation = FeatureText | Int64
         description = "categorical (string or integer code)"
+    annotation = annotation | None if nullable else Annotated[annotation, _NOT_NULL]
     role = "model input" if required else "not a model input (fairness, monitoring, rules)"
+    if required and not nullable:
+        role += "; may not be null (the spec does not allow it missing)"
     info = Field(... if required else None, description=f"{description}; {role}")
     return annotation, info
 
@@ -239,7 +256,10 @@ class VersionResponse(BaseModel):
     name: str
     version: str
     aliases: list[str]
-    created_at: datetime
+    created_at: str = Field(description="RFC 3339, UTC, with Z.")
+    gate_passed: bool | None = Field(
+        description="The validation gate's verdict; null: never validated."
+    )
     metrics: dict[str, float]
     tags: dict[str, str]
     serving: bool

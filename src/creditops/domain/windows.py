@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 from creditops.errors import InvalidInputError
 
@@ -61,6 +62,10 @@ def aware_utc(value: datetime, *, field: str) -> datetime:
         raise InvalidInputError(f"{field} is out of range", field=field) from None
 
 
+@overload
+def utc_text(value: datetime) -> str: ...
+@overload
+def utc_text(value: None) -> None: ...
 def utc_text(value: datetime | None) -> str | None:
     """``value`` as RFC 3339 in UTC with a ``Z`` (naive = UTC), the one time format the
     CLI, the API and the reports print; None stays None. Microseconds are kept when set,

@@ -80,6 +80,27 @@ class ScalingSpec(BaseModel):
         return self
 
 
+class MissingPolicy(BaseModel):
+    """Which model inputs may be missing, and what happens when one that may not is.
+
+    LightGBM scores a missing number as 0 when training saw no missing value for it, so a
+    missing credit limit would read as "credit limit is low": a feature not in ``allowed``
+    is never scored silently. ``on_missing: refuse`` rejects it (HTTP 422 naming the field;
+    a batch file with such rows is refused naming the field and the rows); ``review``
+    decides the applicant ``review`` with the policy's own reason first. ``allowed`` left
+    out is resolved at training: every categorical input (a missing or unseen category
+    has its own, learned, branch) and every numeric input with missing values in the
+    training rows. The resolved list is stored in the model's bundle.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed: list[str] | None = None
+    on_missing: Literal["refuse", "review"] = "refuse"
+    reason_code: str = Field(default="MIS01", min_length=1, max_length=16)
+    reason_text: str = Field(default="Required information is missing", min_length=1)
+
+
 class Spec(BaseModel):
     """The data contract. Unknown top-level keys are allowed and ignored."""
 
@@ -103,6 +124,7 @@ class Spec(BaseModel):
     # display names of categorical values, e.g. {sex: {1: male, 2: female}}: reports show
     # them beside the raw value; they change no model input
     value_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
+    missing: MissingPolicy = Field(default_factory=MissingPolicy)
 
     @field_validator("features")
     @classmethod
@@ -149,6 +171,7 @@ class Spec(BaseModel):
             ("protected", self.protected),
             ("exclude_from_model", self.exclude_from_model),
             ("monotone", list(self.monotone)),
+            ("missing.allowed", self.missing.allowed or []),
         ):
             unknown = [n for n in names if n not in known]
             if unknown:
@@ -186,6 +209,26 @@ class Spec(BaseModel):
     def model_features(self) -> list[str]:
         """Features the model uses, in spec order."""
         return [f for f in self.features if f not in self.exclude_from_model]
+
+    def may_be_missing(self, name: str) -> bool:
+        """True when ``name`` may be missing: not a model input, listed in
+        ``missing.allowed``, or the list was never resolved (a bundle from before the
+        policy existed keeps its old behaviour)."""
+        allowed = self.missing.allowed
+        return allowed is None or name not in self.model_features or name in allowed
+
+    def with_missing_resolved(self, frame: Any) -> Spec:
+        """This spec with ``missing.allowed`` resolved from the training rows ``frame``
+        (a pandas frame) when the spec leaves it out; see :class:`MissingPolicy`."""
+        if self.missing.allowed is not None:
+            return self
+        allowed = [
+            n
+            for n in self.model_features
+            if self.features[n] == "categorical" or bool(frame[n].isna().any())
+        ]
+        policy = self.missing.model_copy(update={"allowed": allowed})
+        return self.model_copy(update={"missing": policy})
 
     @property
     def categorical_features(self) -> list[str]:

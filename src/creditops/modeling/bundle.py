@@ -27,7 +27,7 @@ import pandas as pd
 
 from creditops.domain.policy import DecisionPolicy, PolicyOutcome
 from creditops.domain.scaling import ScoreScaling
-from creditops.errors import IntegrityError, InvalidInputError
+from creditops.errors import DataError, IntegrityError, InvalidInputError
 from creditops.features.encoder import FeatureEncoder
 from creditops.features.spec import Spec, parse_spec
 from creditops.modeling.calibration import Calibrator
@@ -136,6 +136,9 @@ class Scores:
     pd: npt.NDArray[np.float64]
     score: npt.NDArray[np.float64]
     outcome: PolicyOutcome
+    # per row, the first input that may not be missing and is (None where none is); such
+    # rows are decided ``review`` under ``missing.on_missing: review``
+    missing: npt.NDArray[np.object_] | None = None
 
     def rows_needing_reasons(self, reasons: ReasonsFor) -> npt.NDArray[np.intp]:
         """The rows that get reason codes: all, the adverse (review/decline) ones, or none."""
@@ -176,6 +179,44 @@ class ScoringModel:
         self.families = ReasonFamilies.build(
             self.encoder.feature_names, self.spec.reason_catalogue(), used
         )
+        self.required_columns = np.asarray(
+            [
+                j
+                for j, name in enumerate(self.encoder.feature_names)
+                if not self.spec.may_be_missing(name)
+            ],
+            dtype=np.intp,
+        )
+
+    def refuse_missing(self, x: npt.NDArray[np.float64]) -> None:
+        """Under ``missing.on_missing: refuse``, raise naming the first input that may not
+        be missing, how many rows miss it and which (1-based data rows)."""
+        missing = self.missing_required(x)
+        if missing is None or self.spec.missing.on_missing != "refuse":
+            return
+        first = str(next(m for m in missing if m is not None))
+        rows = np.flatnonzero(np.isnan(x[:, self.encoder.feature_names.index(first)]))
+        raise DataError(
+            f"{first} is missing in {rows.size} row(s), and the spec does not allow it "
+            "missing (missing.allowed); fill it, or set missing.on_missing: review",
+            field=first,
+            count=int(rows.size),
+            examples=[int(r) + 1 for r in rows[:5]],
+        )
+
+    def missing_required(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.object_] | None:
+        """Per encoded row, the first input that may not be missing and is (None where
+        none is); None when no row misses one."""
+        if not self.required_columns.size:
+            return None
+        absent = np.isnan(x[:, self.required_columns])
+        if not absent.any():
+            return None
+        names = np.asarray(
+            [self.encoder.feature_names[j] for j in self.required_columns] + [None], dtype=object
+        )
+        first = np.where(absent.any(axis=1), absent.argmax(axis=1), len(names) - 1)
+        return names[first]
 
     @cached_property
     def _treeshap(self) -> TreeShapExplainer | None:
@@ -271,10 +312,17 @@ class ScoringModel:
         x: npt.NDArray[np.float64],
         raw: pd.DataFrame | Mapping[str, Sequence[object]] | None,
     ) -> Scores:
-        """Step one of :meth:`score_encoded`: PD, score and decision (cheap)."""
+        """Step one of :meth:`score_encoded`: PD, score and decision (cheap). A row missing
+        an input that may not be missing is decided ``review`` when the spec says so (the
+        boundaries refuse such rows under ``refuse``, see :class:`MissingPolicy`)."""
         pd_values = self.predict_pd(x)
         score = self.scaling.points(pd_values)
-        return Scores(pd_values, score, self.policy.decide(score, raw))
+        outcome = self.policy.decide(score, raw)
+        missing = self.missing_required(x)
+        if missing is not None and self.spec.missing.on_missing == "review":
+            routed = (missing != None) & (outcome.knockout_index < 0)  # noqa: E711 - elementwise
+            outcome.decision[routed] = "review"
+        return Scores(pd_values, score, outcome, missing)
 
     def with_reasons(
         self,
@@ -297,6 +345,8 @@ class ScoringModel:
             self._fill_reasons(selected, rows, codes, texts, features, values)
         if (outcome.knockout_index >= 0).any():
             self._prepend_knockouts(outcome.knockout_index, codes, texts, features, values)
+        if scored.missing is not None and self.spec.missing.on_missing == "review":
+            self._prepend_missing(scored.missing, outcome, codes, texts, features, values)
         decision = outcome.decision
         return ScoredBatch(scored.pd, scored.score, decision, codes, texts, features, values)
 
@@ -327,14 +377,46 @@ class ScoringModel:
     ) -> None:
         """A knock-out rule's own reason becomes the first reason of the rows it declined."""
         rows = np.flatnonzero(knockout_index >= 0)
-        for array in (codes, texts, features):
-            array[rows, 1:] = array[rows, :-1]
-        values[rows, 1:] = values[rows, :-1]
-        rules = self.policy.knockouts
-        codes[rows, 0] = [rules[knockout_index[r]].reason_code for r in rows]
-        texts[rows, 0] = [rules[knockout_index[r]].reason_text for r in rows]
-        features[rows, 0] = [rules[knockout_index[r]].feature for r in rows]
-        values[rows, 0] = 0.0  # a rule, not a model contribution
+        rules = [self.policy.knockouts[knockout_index[r]] for r in rows]
+        reason = (
+            [rule.reason_code for rule in rules],
+            [rule.reason_text for rule in rules],
+            [rule.feature for rule in rules],
+        )
+        _prepend(rows, reason, codes, texts, features, values)
+
+    def _prepend_missing(  # noqa: PLR0913 - fills the four reason columns in place
+        self,
+        missing: npt.NDArray[np.object_],
+        outcome: PolicyOutcome,
+        codes: npt.NDArray[np.object_],
+        texts: npt.NDArray[np.object_],
+        features: npt.NDArray[np.object_],
+        values: npt.NDArray[np.float64],
+    ) -> None:
+        """The missing-input reason becomes the first reason of the rows routed to review."""
+        rows = np.flatnonzero((missing != None) & (outcome.knockout_index < 0))  # noqa: E711
+        policy = self.spec.missing
+        n = rows.size
+        reason = ([policy.reason_code] * n, [policy.reason_text] * n, list(missing[rows]))
+        _prepend(rows, reason, codes, texts, features, values)
+
+
+def _prepend(  # noqa: PLR0913 - one reason into the four reason columns
+    rows: npt.NDArray[np.intp],
+    reason: tuple[list[object], list[object], list[object]],
+    codes: npt.NDArray[np.object_],
+    texts: npt.NDArray[np.object_],
+    features: npt.NDArray[np.object_],
+    values: npt.NDArray[np.float64],
+) -> None:
+    """Put a rule's reason (code, text, feature per row) first in ``rows``, shifting the
+    model's reasons down; a rule contributes 0 to the score."""
+    for array in (codes, texts, features):
+        array[rows, 1:] = array[rows, :-1]
+    values[rows, 1:] = values[rows, :-1]
+    codes[rows, 0], texts[rows, 0], features[rows, 0] = reason
+    values[rows, 0] = 0.0
 
 
 def check_frame_columns(frame: pd.DataFrame, model: ScoringModel) -> None:

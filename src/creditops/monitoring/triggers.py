@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from croniter import croniter
 
+from creditops.domain.windows import utc_text
 from creditops.errors import ConfigError
 from creditops.monitoring.conditions import INSUFFICIENT
 
@@ -86,7 +87,7 @@ def drift_trigger(
         f"drifted share {latest.drifted_share or 0:.0%}, level {latest.level})",
         {
             "checks": len(streak),
-            "since": streak[-1].at.isoformat(),
+            "since": utc_text(streak[-1].at),
             "drift_score": latest.drift_score,
             "drifted_share": latest.drifted_share,
             "level": latest.level,
@@ -122,7 +123,7 @@ def new_data_trigger(matured: int, threshold: int, since: datetime) -> Trigger |
     return Trigger(
         "new_data",
         f"{matured} matured outcomes since the last training (threshold {threshold})",
-        {"matured_outcomes": matured, "since": since.isoformat(), "threshold": threshold},
+        {"matured_outcomes": matured, "since": utc_text(since), "threshold": threshold},
     )
 
 
@@ -140,8 +141,8 @@ def schedule_trigger(expression: str, last: datetime, now: datetime) -> Trigger 
         return None
     return Trigger(
         "schedule",
-        f"scheduled retraining ({expression}) due at {due.isoformat()}",
-        {"schedule": expression, "due_at": due.isoformat()},
+        f"scheduled retraining ({expression}) due at {utc_text(due)}",
+        {"schedule": expression, "due_at": utc_text(due)},
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.domain.access import Principal, hash_key
+from creditops.domain.windows import utc_text
 from creditops.errors import InvalidInputError, NotFoundError
 from creditops.store.admin_repositories import ApiKeyRepository, AuditRepository
 from creditops.store.tables import ApiKeyRow
@@ -89,9 +90,9 @@ def key_dict(row: ApiKeyRow) -> dict[str, Any]:
         "id": row.key_id,
         "name": row.name,
         "scopes": list(row.scopes),
-        "created_at": row.created_at.isoformat(),
-        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
+        "created_at": utc_text(row.created_at),
+        "revoked_at": utc_text(row.revoked_at) if row.revoked_at else None,
+        "last_used_at": utc_text(row.last_used_at) if row.last_used_at else None,
     }
 
 
@@ -102,7 +103,7 @@ def audit_entries(
         return [
             {
                 "id": r.id,
-                "at": r.at.isoformat(),
+                "at": utc_text(r.at),
                 "actor": r.actor,
                 "action": r.action,
                 "target": r.target,

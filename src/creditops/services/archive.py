@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
+from creditops.domain.windows import utc_text
 from creditops.errors import InvalidInputError
 from creditops.store.admin_repositories import AuditRepository
 from creditops.store.repositories import DecisionRepository, OutcomeRepository
@@ -32,7 +33,7 @@ def decision_dict(row: DecisionRow) -> dict[str, Any]:
         "decision": row.decision,
         "reasons": row.reasons,
         "inputs": row.inputs,
-        "created_at": row.created_at.isoformat(),
+        "created_at": utc_text(row.created_at),
         "latency_ms": row.latency_ms,
         "route": row.route,
         "suspended": row.suspended,
@@ -234,8 +235,8 @@ def purge_decisions(
         AuditRepository(session).add(
             actor=actor,
             action="decisions.purge",
-            target=cutoff.isoformat(),
+            target=utc_text(cutoff),
             outcome="ok",
             details={"removed": removed, "retention_days": retention_days},
         )
-    return {"removed": removed, "cutoff": cutoff.isoformat(), "retention_days": retention_days}
+    return {"removed": removed, "cutoff": utc_text(cutoff), "retention_days": retention_days}

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from creditops.domain.windows import utc_text
 from creditops.store.admin_repositories import AuditRepository
 from creditops.store.tables import AuditRow
 
@@ -57,7 +58,7 @@ def record_dict(row: AuditRow) -> dict[str, Any]:
     return {
         "seq": row.seq,
         "id": row.id,
-        "at": row.at.isoformat(),
+        "at": utc_text(row.at),
         "actor": row.actor,
         "action": row.action,
         "target": row.target,
@@ -88,7 +89,7 @@ class _Replay:
                 "candidate": d.get("candidate"),
                 "share": 0.0,
                 "started_by": row.actor,
-                "started_at": row.at.isoformat(),
+                "started_at": utc_text(row.at),
                 "reason": d.get("reason", ""),
             }
         elif action == "deployment.step" and self._current(d):
@@ -121,7 +122,7 @@ class _Replay:
     def _set_production(self, version: str, row: AuditRow) -> None:
         self.production = version
         self.production_by = f"{row.actor} ({row.action}, audit record {row.seq})"
-        self.production_since = row.at.isoformat()
+        self.production_since = utc_text(row.at)
 
 
 def history_at(sessions: sessionmaker[Session], name: str, at: datetime) -> dict[str, Any]:
@@ -168,7 +169,7 @@ def history_at(sessions: sessionmaker[Session], name: str, at: datetime) -> dict
         )
     return {
         "model": name,
-        "at": at.isoformat(),
+        "at": utc_text(at),
         "serving": serving,
         "deployment": deployment,
         "production": replay.production,
@@ -195,7 +196,7 @@ def trace_decision(sessions: sessionmaker[Session], decision_id: str) -> dict[st
             "model": decision.model_name,
             "version": decision.model_version,
             "policy_version": decision.policy_version,
-            "decided_at": decision.created_at.isoformat(),
+            "decided_at": utc_text(decision.created_at),
             "deployment_id": decision.deployment_id,
             "arm": decision.route,
         }

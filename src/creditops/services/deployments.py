@@ -34,6 +34,7 @@ from creditops.domain.deployments import (
     next_state,
     plan_for,
 )
+from creditops.domain.windows import utc_text
 from creditops.errors import ConflictError, CreditopsError, InvalidInputError, NotFoundError
 from creditops.features.spec import Spec
 from creditops.modeling.fairness import protected_groups
@@ -75,7 +76,7 @@ def _now() -> datetime:
 
 
 def _event(event: str, actor: str, detail: str = "", **extra: Any) -> dict[str, Any]:
-    return {"at": _now().isoformat(), "event": event, "actor": actor, "detail": detail, **extra}
+    return {"at": utc_text(_now()), "event": event, "actor": actor, "detail": detail, **extra}
 
 
 def _audit(
@@ -334,9 +335,6 @@ def promote_alias(  # noqa: PLR0913 - the alias move of `creditops models promot
 
 # -- reading ------------------------------------------------------------------------------
 def to_dict(row: DeploymentRow) -> dict[str, Any]:
-    def iso(at: datetime | None) -> str | None:
-        return at.isoformat() if at else None
-
     return {
         "deployment_id": row.deployment_id,
         "model": row.model_name,
@@ -351,9 +349,9 @@ def to_dict(row: DeploymentRow) -> dict[str, Any]:
         "history": list(row.history),
         "started_by": row.started_by,
         "reason": row.reason,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-        "finished_at": iso(row.finished_at),
+        "created_at": utc_text(row.created_at),
+        "updated_at": utc_text(row.updated_at),
+        "finished_at": utc_text(row.finished_at),
         "results": dict(row.results or {}),
     }
 

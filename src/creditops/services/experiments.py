@@ -28,6 +28,7 @@ from scipy import stats
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.domain.deployments import ARM_CANDIDATE, ARM_STABLE
+from creditops.domain.windows import utc_text
 from creditops.errors import ConflictError, InvalidInputError, NotFoundError
 from creditops.modeling.fairness import protected_groups
 from creditops.modeling.metrics import delong_auc_ci
@@ -296,7 +297,7 @@ def evaluate(
         stats[ARM_STABLE], stats[ARM_CANDIDATE], design
     )
     looks = list(results.get("looks", []))
-    looks.append({"at": now.isoformat(), **current.to_dict()})
+    looks.append({"at": utc_text(now), **current.to_dict()})
     results["looks"] = looks[-MAX_LOOKS_KEPT:]
     deployments.save_results(sessions, row, results)
     expired = now - (row.step_started_at or row.created_at) >= timedelta(

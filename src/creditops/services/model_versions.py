@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from creditops.domain.windows import utc_text
 from creditops.errors import InvalidInputError, ModelNotFoundError
 from creditops.modeling.bundle import ScoringModel
 from creditops.registry.records import VersionInfo
@@ -67,9 +68,9 @@ def list_models(ctx: AppContext, name: str | None = None) -> list[dict[str, Any]
                 "name": info.name,
                 "version": info.version,
                 "aliases": list(info.aliases),
-                "created_at": info.created_at.isoformat(),
+                "created_at": utc_text(info.created_at),
                 "algorithm": info.tags.get("algorithm", ""),
-                "gate_passed": info.tags.get("gate_passed"),
+                "gate_passed": gate_passed(info),
                 "bundle_sha256": info.tags.get("bundle_sha256", ""),
                 "metrics": {
                     k: info.metrics[k] for k in ("auc", "gini", "ks", "brier") if k in info.metrics
@@ -77,6 +78,12 @@ def list_models(ctx: AppContext, name: str | None = None) -> list[dict[str, Any]
             }
         )
     return rows
+
+
+def gate_passed(info: VersionInfo) -> bool | None:
+    """The validation gate's verdict as a boolean (None: never validated). MLflow keeps
+    tags as text; everything creditops prints turns them back into JSON booleans."""
+    return {"true": True, "false": False}.get(info.tags.get("gate_passed", ""))
 
 
 def servable(info: VersionInfo) -> tuple[bool, str]:

@@ -38,6 +38,7 @@ from creditops.alerts.dispatch import (
     track_and_notify,
 )
 from creditops.alerts.episodes import Alert, AlertKind
+from creditops.domain.windows import utc_text
 from creditops.errors import InvalidInputError, NotFoundError
 from creditops.features.dataset import read_table
 from creditops.features.spec import Spec
@@ -557,14 +558,14 @@ def _report_dict(row: MonitoringReportRow, *, full: bool) -> dict[str, Any]:
         "model": row.model_name,
         "version": row.model_version,
         "kind": row.kind,
-        "created_at": row.created_at.isoformat(),
+        "created_at": utc_text(row.created_at),
         "level": row.level,
         "n_current": row.n_current,
         "should_retrain": row.should_retrain,
         "triggered_by": row.triggered_by,
         "summary": row.summary,
-        "window_start": row.window_start.isoformat() if row.window_start else None,
-        "window_end": row.window_end.isoformat() if row.window_end else None,
+        "window_start": utc_text(row.window_start) if row.window_start else None,
+        "window_end": utc_text(row.window_end) if row.window_end else None,
     }
     if full:
         out["result"] = row.result

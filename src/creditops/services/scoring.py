@@ -39,15 +39,17 @@ class ScoreOutcome:
 def scored_frame(frame: pd.DataFrame, model: ScoringModel, name: str, version: str) -> pd.DataFrame:
     """Input columns plus model, pd, score, decision and reason_1..reason_4 (+ texts).
 
-    Text in a numeric column is refused (with examples) rather than scored as missing.
+    Text in a numeric column is refused (with examples) rather than scored as missing, and
+    so is a missing input the spec does not allow missing (unless it routes it to review).
     """
     x = model.encoder.transform(frame, strict=True)
+    model.refuse_missing(x)
     batch = model.score_encoded(x, frame)
     out = frame.copy()
     out["model_name"] = name
     out["model_version"] = version
     out["pd"] = batch.pd
-    out["score"] = np.round(batch.score, 2)
+    out["score"] = batch.score  # already at the published decimals: the decided value
     out["decision"] = batch.decision
     for i in range(MAX_REASONS):
         out[f"reason_{i + 1}"] = batch.reason_codes[:, i]

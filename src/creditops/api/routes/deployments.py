@@ -121,7 +121,7 @@ class ModelVersionResponse(BaseModel):
     aliases: list[str]
     created_at: str
     algorithm: str
-    gate_passed: str | None
+    gate_passed: bool | None
     bundle_sha256: str
     metrics: dict[str, float]
 

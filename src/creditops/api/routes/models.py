@@ -16,8 +16,9 @@ from creditops.api.schemas import (
     VersionResponse,
 )
 from creditops.domain.access import Principal
+from creditops.domain.windows import utc_text
 from creditops.services.decisions import DecisionService
-from creditops.services.model_versions import registered_versions
+from creditops.services.model_versions import gate_passed, registered_versions
 
 ModelName = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
@@ -53,7 +54,8 @@ async def list_versions(
             name=v.name,
             version=v.version,
             aliases=list(v.aliases),
-            created_at=v.created_at,
+            created_at=utc_text(v.created_at),
+            gate_passed=gate_passed(v),
             metrics=dict(v.metrics),
             tags=dict(v.tags),
             serving=v.version == serving,
