@@ -45,9 +45,14 @@ model-validation: install
 ## 80% coverage gate. CI runs exactly this.
 ## "No tests collected" (pytest's exit code 5) is a failure: a suite that ran nothing proves
 ## nothing.
-test: lint typecheck ops-check model-validation
+test: lint typecheck ops-check model-validation browser
 	$(BIN)/pytest -n 2 --dist loadfile --cov --cov-report=term --cov-report=xml --cov-fail-under=80; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
+
+## The browser of the /docs test: Debian's chromium (installed with apt-get when missing).
+.PHONY: browser
+browser:
+	bash scripts/ensure_browser.sh
 
 ## The fast tests only (code, data and model checks need no servers).
 unit: install

@@ -51,6 +51,7 @@ def test_the_pages_load_nothing_from_outside(client: TestClient, page: str) -> N
     html = client.get(page)
     assert html.status_code == 200
     assert html.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in html.headers["content-security-policy"]
     assert not re.findall(r"(?:src|href)=[\"']?(?:https?:)?//", html.text), html.text
     for asset in re.findall(r"/static/docs/([\w.\-]+)", html.text):
         assert asset in ASSETS
