@@ -40,6 +40,10 @@ def fail(exc: CreditopsError) -> typer.Exit:
     return typer.Exit(code)
 
 
+# creditops.modeling.training.DETAIL_PREFIX, not imported: the CLI starts without LightGBM.
+DETAIL_PREFIX = "  "
+
+
 def run(action: Callable[[], T]) -> T:
     """Call a use case and turn domain errors into one line and an exit code."""
     try:
@@ -64,6 +68,10 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None]]:
             now = time.monotonic()
             if message.startswith("warning:"):
                 err.print(f"[yellow]{message}[/]")
+                return
+            if message.startswith(DETAIL_PREFIX):  # within the current step (a tuning trial)
+                err.print(message, markup=False, highlight=False)
+                status.update(f"{state['step']}:{message}")
                 return
             if state["step"]:
                 err.print(f"[green]done[/] {state['step']} ({now - float(state['started']):.1f}s)")

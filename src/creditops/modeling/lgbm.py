@@ -59,7 +59,17 @@ def build_params(inputs: LgbmInputs) -> dict[str, Any]:
     return params
 
 
-def _dataset(x: npt.NDArray[np.float64], y: npt.NDArray[Any], inputs: LgbmInputs) -> lgb.Dataset:
+def _dataset(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[Any],
+    inputs: LgbmInputs,
+    *,
+    is_prefiltered: bool = True,
+) -> lgb.Dataset:
+    """The training set. ``is_prefiltered=False`` keeps the features that the default
+    ``min_data_in_leaf`` could not split: tuning changes that value from trial to trial, and
+    LightGBM refuses (logging ``[Fatal] Reducing min_data_in_leaf``) to lower it on a
+    pre-filtered set. The Dataset has its own log level: ``verbosity=-1`` silences it."""
     cats = [i for i, c in enumerate(inputs.categorical) if c]
     return lgb.Dataset(
         x,
@@ -67,6 +77,7 @@ def _dataset(x: npt.NDArray[np.float64], y: npt.NDArray[Any], inputs: LgbmInputs
         feature_name=list(inputs.feature_names),
         categorical_feature=cats or "auto",
         free_raw_data=False,
+        params={"verbosity": -1, "feature_pre_filter": is_prefiltered},
     )
 
 
@@ -80,7 +91,7 @@ def train_booster(
     """Fit with early stopping on the validation fold; returns the best-iteration model."""
     params = build_params(inputs)
     train_set = _dataset(x_fit, y_fit, inputs)
-    valid_set = lgb.Dataset(x_valid, label=y_valid, reference=train_set)
+    valid_set = lgb.Dataset(x_valid, label=y_valid, reference=train_set, params=train_set.params)
     rounds = int(params.pop("num_boost_round", MAX_ROUNDS))
     booster = lgb.train(
         params,
@@ -92,6 +103,16 @@ def train_booster(
     # Keep only the trees up to the best iteration, so model text and predictions agree.
     text = booster.model_to_string(num_iteration=booster.best_iteration or None)
     return lgb.Booster(model_str=text)
+
+
+def effective_params(inputs: LgbmInputs, booster: lgb.Booster) -> dict[str, Any]:
+    """The hyperparameters that made ``booster``: the defaults, the spec's and the tuned
+    values, the seed and the monotone constraints, and the rounds kept by early stopping."""
+    params = build_params(inputs)
+    params.pop("num_boost_round", None)
+    params["num_iterations"] = booster.current_iteration()
+    params["early_stopping_rounds"] = EARLY_STOPPING_ROUNDS
+    return params
 
 
 @dataclass(frozen=True)
@@ -166,18 +187,20 @@ def tune_params(  # noqa: PLR0913 - the data, the model inputs and the search bu
     *,
     n_trials: int,
     timeout_s: float | None,
-    on_trial: Callable[[int, float], None] | None = None,
+    on_trial: Callable[[int, float, float], None] | None = None,
 ) -> dict[str, Any]:
     """Optuna search over the main LightGBM knobs with stratified 3-fold CV AUC.
 
-    Bounded by ``n_trials`` and ``timeout_s``. Returns the best parameters found, to be
-    merged over :data:`DEFAULT_PARAMS`.
+    Bounded by ``n_trials`` and ``timeout_s``. ``on_trial(number, auc, best_auc)`` is called
+    after each trial (numbered from 1) with its CV AUC and the best so far. Returns the best
+    parameters found, to be merged over :data:`DEFAULT_PARAMS`.
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = build_params(inputs)
-    train_set = _dataset(x, y, inputs)
+    train_set = _dataset(x, y, inputs, is_prefiltered=False)
+    best = [-np.inf]
 
     def objective(trial: optuna.Trial) -> float:
         params = {
@@ -199,8 +222,9 @@ def tune_params(  # noqa: PLR0913 - the data, the model inputs and the search bu
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
         )
         score = float(max(cast(list[float], result["valid auc-mean"])))
+        best[0] = max(best[0], score)
         if on_trial is not None:
-            on_trial(trial.number, score)
+            on_trial(trial.number + 1, score, best[0])
         return score
 
     sampler = optuna.samplers.TPESampler(seed=inputs.seed)

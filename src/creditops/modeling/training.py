@@ -24,10 +24,20 @@ from creditops.features.spec import Spec
 from creditops.modeling.bundle import Algorithm, ModelBundle, ScoringModel
 from creditops.modeling.calibration import CalibrationMethod, fit_calibrator
 from creditops.modeling.evaluation import Evaluation, evaluate_model
-from creditops.modeling.lgbm import LgbmInputs, check_monotone, train_booster, tune_params
+from creditops.modeling.lgbm import (
+    LgbmInputs,
+    check_monotone,
+    effective_params,
+    train_booster,
+    tune_params,
+)
 from creditops.modeling.scorecard import PointsScale, WoeScorecard
 
 Progress = Callable[[str], None]
+"""Receives progress messages: each names a step that starts now (so the one before is
+done), except those starting with :data:`DETAIL_PREFIX`, which report within the current
+step (a tuning trial)."""
+DETAIL_PREFIX = "  "
 MONOTONE_SAMPLE_ROWS = 200
 MIN_CLASS_ROWS = 10
 
@@ -50,6 +60,9 @@ class TrainingResult:
     model: ScoringModel
     evaluation: Evaluation
     warnings: list[str] = field(default_factory=list)
+    # The learner's effective hyperparameters, defaults included (LightGBM's, or the
+    # scorecard's for ``logistic``); what a tracking run records.
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,7 @@ class _Fitted:
     booster_text: str | None
     params: dict[str, Any]
     margin_valid: npt.NDArray[np.float64]
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
 
 
 def train_model(
@@ -164,7 +178,13 @@ def train_model(
         "baseline_scorecard": fitted.scorecard.to_dict() if model.booster is not None else None,
     }
     # ``model`` holds ``draft`` itself, so it sees the profile and lineage filled in above.
-    return TrainingResult(bundle=draft, model=model, evaluation=evaluation, warnings=data.warnings)
+    return TrainingResult(
+        bundle=draft,
+        model=model,
+        evaluation=evaluation,
+        warnings=data.warnings,
+        hyperparameters=fitted.hyperparameters,
+    )
 
 
 def _fit_learners(  # noqa: PLR0913 - the steps of one training run, each needed here
@@ -191,25 +211,39 @@ def _fit_learners(  # noqa: PLR0913 - the steps of one training run, each needed
     )
     params: dict[str, Any] = dict(spec.lightgbm)
     if options.algorithm != "lightgbm":
-        return _Fitted(scorecard, None, params, scorecard.decision_function(x_valid))
+        margin = scorecard.decision_function(x_valid)
+        return _Fitted(scorecard, None, params, margin, _scorecard_hyperparameters(scorecard))
     lgb_inputs = LgbmInputs(names, categorical, spec.monotone, options.seed, params)
     if options.tune_trials > 0:
-        say(f"tuning LightGBM with Optuna ({options.tune_trials} trials max)")
+        n_trials = options.tune_trials
+        say(f"tuning LightGBM with Optuna ({n_trials} trials max)")
         params.update(
             tune_params(
                 x_fit,
                 y_fit,
                 lgb_inputs,
-                n_trials=options.tune_trials,
+                n_trials=n_trials,
                 timeout_s=options.tune_timeout_s,
-                on_trial=lambda i, auc: say(f"trial {i}: CV AUC {auc:.4f}"),
+                on_trial=lambda i, auc, best: say(
+                    f"{DETAIL_PREFIX}trial {i}/{n_trials}: CV AUC {auc:.4f}, best so far {best:.4f}"
+                ),
             )
         )
         lgb_inputs = LgbmInputs(names, categorical, spec.monotone, options.seed, params)
     say("training LightGBM")
     booster = train_booster(x_fit, y_fit, x_valid, y_valid, lgb_inputs)
     margin_valid = np.asarray(booster.predict(x_valid, raw_score=True), dtype=np.float64)
-    return _Fitted(scorecard, booster.model_to_string(), params, margin_valid)
+    hyperparameters = effective_params(lgb_inputs, booster)
+    return _Fitted(scorecard, booster.model_to_string(), params, margin_valid, hyperparameters)
+
+
+def _scorecard_hyperparameters(scorecard: WoeScorecard) -> dict[str, Any]:
+    return {
+        "min_bin_share": scorecard.min_bin_share,
+        "max_n_bins": scorecard.max_n_bins,
+        "C": scorecard.C,
+        "random_state": scorecard.random_state,
+    }
 
 
 def _evaluate(  # noqa: PLR0913 - the trained model and what it is evaluated on

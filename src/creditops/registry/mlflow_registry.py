@@ -25,7 +25,7 @@ from creditops.errors import (
     NotFoundError,
 )
 from creditops.registry.bundles import download_run_artifact, download_verified_bundle
-from creditops.registry.mlflow_store import MlflowStore
+from creditops.registry.mlflow_store import MlflowStore, quiet_mlflow
 from creditops.registry.records import (
     BUNDLE_SHA_TAG,
     LATEST,
@@ -39,6 +39,8 @@ from creditops.registry.tracking import (
     create_training_run,
     log_file,
     log_run,
+    log_training_dataset,
+    run_params,
     truncate,
     truncated_tags,
 )
@@ -72,18 +74,25 @@ class ModelRegistry:
     # ----------------------------------------------------------------- registration
 
     def register(self, request: RegistrationRequest) -> RegisteredVersion:
-        """Log a training run with the bundle and artifacts, then register a version."""
+        """Log a training run with the bundle and artifacts (and, given an input example,
+        the pyfunc model), then register a version; the run ends once it is registered."""
         name = check_name(request.name)
         check_registration_files(request)
         tags = {**request.tags, BUNDLE_SHA_TAG: request.bundle_sha256}
-        with self._store.op(f"registering model {name!r}"):
+        with self._store.op(f"registering model {name!r}", download=True, aimed=True):
             client = self._store.client
             run = create_training_run(self._store, name, tags, request)
             run_id = run.info.run_id
             try:
-                log_run(self._store, run_id, request)
+                with quiet_mlflow():
+                    logged = self._log_pyfunc(run.info.experiment_id, run_id, request)
+                    if request.dataset is not None:
+                        log_training_dataset(self._store, run_id, request.dataset)
+                model_id = logged[0] if logged else None
+                log_run(self._store, run_id, request, model_id)
+                source = f"{run.info.artifact_uri.rstrip('/')}/bundle"
+                version = self._create_version(name, run_id, source, logged, tags, request)
                 client.set_terminated(run_id, "FINISHED")
-                version = self._create_version(name, run_id, run.info.artifact_uri, tags, request)
             except BaseException:
                 with contextlib.suppress(Exception):
                     client.set_terminated(run_id, "FAILED")
@@ -96,14 +105,36 @@ class ModelRegistry:
             artifact_uri=run.info.artifact_uri,
         )
 
-    def _create_version(
+    def _log_pyfunc(
+        self, experiment_id: str, run_id: str, request: RegistrationRequest
+    ) -> tuple[str, str] | None:
+        """The pyfunc logged model of the run (its id and artifact location), when the
+        request has an input example."""
+        if request.input_example is None:
+            return None
+        from creditops.registry.pyfunc_model import log_pyfunc_model
+
+        return log_pyfunc_model(
+            self._store.client,
+            experiment_id,
+            run_id,
+            request.bundle_path,
+            request.bundle_sha256,
+            request.input_example,
+            run_params(request),
+        )
+
+    def _create_version(  # noqa: PLR0913 - the version's run, sources and what it records
         self,
         name: str,
         run_id: str,
-        artifact_uri: str,
+        bundle_source: str,
+        logged: tuple[str, str] | None,
         tags: Mapping[str, str],
         request: RegistrationRequest,
     ) -> ModelVersion:
+        """A version of the run's logged model (``logged``: id and location) when there is
+        one, else of its ``bundle`` directory (no MLmodel needed)."""
         from mlflow.exceptions import MlflowException
 
         client = self._store.client
@@ -114,14 +145,29 @@ class ModelRegistry:
                 raise
             if client.get_registered_model(name).tags.get(MANAGED_TAG) != "true":
                 client.set_registered_model_tag(name, MANAGED_TAG, "true")
-        # A plain artifact directory is accepted as a version source (no MLmodel needed).
-        version = client.create_model_version(
-            name,
-            source=f"{artifact_uri.rstrip('/')}/bundle",
-            run_id=run_id,
-            tags=truncated_tags(tags),
-            description=request.description or None,
-        )
+
+        def create(source: str, model_id: str | None) -> ModelVersion:
+            return client.create_model_version(
+                name,
+                source=source,
+                run_id=run_id,
+                tags=truncated_tags(tags),
+                description=request.description or None,
+                model_id=model_id,
+            )
+
+        if logged is None:
+            return self._await_ready(create(bundle_source, None))
+        model_id, location = logged
+        try:  # models:/<id>, as MLflow 3 registers a logged model (its UI links the two)
+            version = create(f"models:/{model_id}", model_id)
+        except MlflowException as exc:
+            # MLflow's SQL registry resolves that source through its process-wide client;
+            # mlflow.set_tracking_uri() aimed elsewhere defeats the override, so fall back
+            # to the logged model's location (loads the same, without the UI link).
+            if "Unable to fetch model from model URI" not in str(exc):
+                raise
+            version = create(location, model_id)
         return self._await_ready(version)
 
     def _await_ready(self, version: ModelVersion, timeout_s: float = 300.0) -> ModelVersion:

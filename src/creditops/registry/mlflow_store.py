@@ -72,12 +72,15 @@ class MlflowStore:
                 ) from exc
 
     @contextlib.contextmanager
-    def op(self, what: str, *, download: bool = False) -> Iterator[None]:
-        """Run MLflow calls with creditops errors and a quiet, well-aimed environment."""
+    def op(self, what: str, *, download: bool = False, aimed: bool = False) -> Iterator[None]:
+        """Run MLflow calls with creditops errors and a quiet, well-aimed environment.
+
+        ``aimed`` points MLflow's process-wide default client at this store too: its SQL
+        registry resolves a ``models:/<model_id>`` version source through that client."""
         overrides: dict[str, str] = {}
         if download and "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ:
             overrides["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-        if self.scheme == "file":
+        if self.scheme == "file" or aimed:
             # MLflow's file registry store reads versions through a default MlflowClient(),
             # which would otherwise create ./mlflow.db in the working directory.
             overrides["MLFLOW_TRACKING_URI"] = self.uri
@@ -92,6 +95,22 @@ class MlflowStore:
                 if not isinstance(exc, MlflowException):
                     raise
                 raise _translate(exc, what) from exc
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """Silence what MLflow says while it saves a model or profiles a dataset: INFO and
+    WARNING lines about type hints, pickling and example validation, and UserWarnings about
+    schemas, none of which concerns a creditops user. Errors still show."""
+    logger = logging.getLogger("mlflow")
+    with _ENV_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        level = logger.level
+        logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def _scheme(uri: str) -> str:

@@ -19,7 +19,7 @@ from creditops.modeling.bundle import Algorithm
 from creditops.modeling.calibration import CalibrationMethod
 from creditops.modeling.evaluation import Evaluation, json_safe
 from creditops.modeling.training import Progress, TrainingResult, TrainOptions, train_model
-from creditops.registry.records import RegisteredVersion, RegistrationRequest
+from creditops.registry.records import RegisteredVersion, RegistrationRequest, TrainingDataset
 from creditops.reporting.model_report import ModelReportData, render_model_report
 from creditops.reporting.scorecard_files import write_scorecard_files
 from creditops.services.context import AppContext, git_commit
@@ -70,6 +70,8 @@ class TrainOutcome:
 
 
 def _params(result: TrainingResult, request: TrainRequest) -> dict[str, str | int | float]:
+    """The run's params: the training choices and the learner's effective hyperparameters
+    (``lgbm.num_leaves``, ...; ``scorecard.C``, ... for ``logistic``)."""
     training = result.bundle.training
     params: dict[str, str | int | float] = {
         "algorithm": result.bundle.algorithm,
@@ -83,8 +85,9 @@ def _params(result: TrainingResult, request: TrainRequest) -> dict[str, str | in
         "decline_below_score": float(result.bundle.policy["decline_below_score"]),
         "data_file": request.data_path.name,
     }
-    for key, value in training["params"].items():
-        params[f"lgbm_{key}"] = value if isinstance(value, (int, float, str)) else str(value)
+    prefix = "lgbm" if result.bundle.algorithm == "lightgbm" else "scorecard"
+    for key, value in result.hyperparameters.items():
+        params[f"{prefix}.{key}"] = value if isinstance(value, (int, float, str)) else str(value)
     return params
 
 
@@ -177,6 +180,7 @@ class TrainedVersion:
     settings: dict[str, Any]  # the resolved training settings (training_settings.json)
     lineage: dict[str, str]
     artifacts: dict[str, Path] = field(default_factory=dict)  # more files for the run
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # training began
 
 
 def train_and_register(
@@ -203,6 +207,7 @@ def train_version(
             "a model name is needed: pass --name or set name: in the spec", field="name"
         )
     resolved = settings or training_settings(ctx, request, spec)
+    started_at = datetime.now(UTC)
     say(f"reading {request.data_path.name}")
     data = load_training_data(
         request.data_path, spec, max_dirty_share=float(resolved["max_dirty_share"])
@@ -221,7 +226,7 @@ def train_version(
         "policy_version": str(result.bundle.policy["version"]),
         "creditops_version": _version(),
     }
-    return TrainedVersion(name, request, data, result, resolved, lineage)
+    return TrainedVersion(name, request, data, result, resolved, lineage, started_at=started_at)
 
 
 def register_version(
@@ -340,6 +345,9 @@ def _register(
                     **trained.artifacts,
                 },
                 description=f"{lineage['algorithm']} model trained on {request.data_path.name}",
+                input_example=evaluation.test_frame,
+                dataset=_training_dataset(trained),
+                started_at=trained.started_at,
             )
         )
         say("writing the evaluation report")
@@ -354,6 +362,20 @@ def _register(
             for path in write_scorecard_files(evaluation.scorecard, report.parent):
                 ctx.registry.log_version_artifact(name, registered.version, path, "reports")
     return registered, report
+
+
+def _training_dataset(trained: TrainedVersion) -> TrainingDataset:
+    """The data read for training, with its target, as the run's input."""
+    target = trained.result.model.spec.target.column
+    frame = trained.data.frame.assign(**{target: trained.data.y})
+    path = trained.request.data_path
+    return TrainingDataset(
+        frame=frame,
+        name=path.name,
+        source=str(path.resolve()),
+        sha256=trained.data.data_sha256,
+        target=target,
+    )
 
 
 def _version() -> str:
