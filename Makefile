@@ -4,23 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 SRC := src tests benchmarks
 
-.PHONY: install demo test lint typecheck unit clean ops-check model-validation lock
+.PHONY: install install-runtime demo test lint typecheck unit clean ops-check model-validation lock
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
 ## Dependencies come from the hash-pinned lock (requirements-dev.lock, made from
 ## pyproject.toml by `make lock`); the project itself is installed on top without them.
-$(VENV)/.installed: pyproject.toml requirements-dev.lock | $(BIN)/activate
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+## The runtime (what the demo and a deployment need), then the development tools on top
+## (what lint, types and tests need). scripts/install.sh prints one line per package.
+$(VENV)/.runtime: pyproject.toml requirements.lock | $(BIN)/activate
+	bash scripts/install.sh $(VENV) requirements.lock
 	touch $@
 
+$(VENV)/.installed: pyproject.toml requirements-dev.lock $(VENV)/.runtime
+	bash scripts/install.sh $(VENV) requirements-dev.lock
+	touch $@
+
+install-runtime: $(VENV)/.runtime
 install: $(VENV)/.installed
 
 ## Set everything up and run the demo on the embedded defaults (SQLite MLflow under .creditops).
-demo: install
+demo: install-runtime
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 ## Lint: ruff (style, size and complexity of functions) and the import contracts (layers).

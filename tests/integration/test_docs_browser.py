@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
+from playwright import sync_api  # the dev extra's; it drives Debian's chromium
 
 from tests.factories import train_demo_model
 from tests.integration.server_harness import create_key, running_server, service_env
@@ -41,8 +42,6 @@ CHROMIUM_FLAGS = [
 ]
 TIMEOUT_MS = 30_000
 LOCAL_SCHEMES = ("file", "data", "blob")  # the report is a file; pages may make data: URLs
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="the dev extra's playwright")
 
 
 def chromium_path() -> str:

@@ -404,7 +404,7 @@ class ScoringModel:
 
 def _prepend(  # noqa: PLR0913 - one reason into the four reason columns
     rows: npt.NDArray[np.intp],
-    reason: tuple[list[object], list[object], list[object]],
+    reason: tuple[Sequence[object], Sequence[object], Sequence[object]],
     codes: npt.NDArray[np.object_],
     texts: npt.NDArray[np.object_],
     features: npt.NDArray[np.object_],
