@@ -200,6 +200,7 @@ def test_the_predict_example_is_a_real_applicant_that_decides(
         ("POST", "/v1/drift/data-drift", {"model": "acme"}),
         ("POST", "/drift/model-performance-drift", {"model": "acme"}),
         ("POST", "/v1/fairness/analyze", {"model": "acme"}),
+        ("GET", "/v1/models/acme/history?at=2026-12-01T00:00:00Z", None),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )

@@ -19,6 +19,7 @@ from creditops.errors import NotFoundError
 from creditops.reporting.experiment_report import experiment_html
 from creditops.services import deployments, experiments
 from creditops.services.audit import history_at, trace_decision
+from creditops.services.model_versions import registered_versions
 
 deploy_scope = scope("deploy")
 DeployKey = Annotated[Principal, Depends(deploy_scope)]
@@ -213,7 +214,7 @@ async def conclude_ab_test(
 @router.get("/v1/models/{name}/history", operation_id="model_history", dependencies=[ReadScope])
 async def model_history(
     name: ModelName,
-    sessions: SessionsDep,
+    state: StateDep,
     at: Annotated[
         str,
         Query(min_length=1, max_length=64, description="An ISO 8601 instant (naive = UTC)."),
@@ -222,7 +223,8 @@ async def model_history(
     """Which versions answered for the model at ``at``, with which share, under which
     deployment or experiment, and who put them there (replayed from the audit trail)."""
     moment = parse_time(at, field="at")
-    return HistoryResponse(**await run_in_threadpool(history_at, sessions, name, moment))
+    await run_in_threadpool(registered_versions, state.ctx, name)  # 404 naming an unknown model
+    return HistoryResponse(**await run_in_threadpool(history_at, state.sessions, name, moment))
 
 
 @router.get(
