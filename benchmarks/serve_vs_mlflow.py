@@ -1,14 +1,18 @@
 """Benchmark: ``creditops serve`` against MLflow's scoring server and a bare FastAPI floor.
 
     .venv/bin/python benchmarks/serve_vs_mlflow.py [--requests 4000] [--seconds 10]
-        [--concurrency 1,16] [--workers 1] [--skip-mlflow] [--skip-floor] [--fresh]
+        [--concurrency 1,16] [--workers 1] [--skip-mlflow] [--skip-pyfunc] [--skip-floor]
+        [--fresh]
 
 Trains and promotes the Taiwan demo model in an isolated ``CREDITOPS_HOME`` under
 ``benchmarks/.work/`` (once; ``--fresh`` starts over), logs the same LightGBM booster with
-``mlflow.lightgbm.log_model`` into a throwaway MLflow store there, and serves it three ways,
+``mlflow.lightgbm.log_model`` into a throwaway MLflow store there, and serves it four ways,
 one after the other, each with ``--workers`` uvicorn worker processes on 127.0.0.1:
 
 * ``mlflow``: ``mlflow models serve --env-manager local`` (encoded row, ``dataframe_split``);
+* ``pyfunc``: ``mlflow models serve --env-manager local`` of the creditops version itself
+  (``models:/taiwan@production``, the pyfunc model every registration logs: raw applicant
+  columns in ``dataframe_split``, pd, score, decision and reason codes out);
 * ``floor``: ``_floor_app.py``, one FastAPI endpoint around ``booster.predict``;
 * ``creditops``: ``creditops serve`` with API-key auth, the group-commit decision log on the
   default SQLite, Prometheus metrics and reason codes (for adverse decisions, the default;
@@ -430,6 +434,10 @@ def build_setup(args: argparse.Namespace) -> Setup:
     if not args.skip_mlflow:
         uri = log_to_mlflow(model.bundle.booster, names, rows, loaded.info.tags["bundle_sha256"])
         targets["mlflow"] = mlflow_target(uri, names, rows, common)
+    if not args.skip_pyfunc:
+        registry_uri = AppContext(Settings(home=home)).registry.tracking_uri
+        columns = [*names, *(f for f in rules if f not in names)]
+        targets["pyfunc"] = pyfunc_target(registry_uri, columns, applicants, common)
     if not args.skip_floor:
         targets["floor"] = floor_target(floor_config, names, rows, common)
     targets["creditops"] = creditops_target(home, key, applicants, args.reasons_for, common)
@@ -457,6 +465,43 @@ def mlflow_target(
         "/ping",
         "/invocations",
         [_dumps({"dataframe_split": {"columns": names, "data": [r.tolist()]}}) for r in rows],
+    )
+
+
+def pyfunc_target(
+    registry_uri: str, columns: list[str], applicants: list[dict[str, Any]], env: dict[str, str]
+) -> Target:
+    """The creditops version as MLflow serves it: the pyfunc model registered with it."""
+    from mlflow.tracking import MlflowClient
+
+    version = MlflowClient(registry_uri, registry_uri).get_model_version_by_alias(
+        MODEL, "production"
+    )
+    if not str(version.source).startswith("models:/"):
+        raise RuntimeError(
+            f"{MODEL} v{version.version} was registered without a pyfunc model (before "
+            "creditops logged one); run with --fresh or --skip-pyfunc"
+        )
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return Target(
+        "pyfunc",
+        "{bin}/mlflow models serve -m {uri} --env-manager local --workers {workers} "
+        "-p {port} --host {host}",
+        {"uri": f"models:/{MODEL}@production"},
+        {**env, "MLFLOW_TRACKING_URI": registry_uri, "PATH": path},
+        "/ping",
+        "/invocations",
+        [
+            _dumps(
+                {
+                    "dataframe_split": {
+                        "columns": columns,
+                        "data": [[a["features"][c] for c in columns]],
+                    }
+                }
+            )
+            for a in applicants
+        ],
     )
 
 
@@ -503,6 +548,8 @@ def sanity_check(target: Target, port: int, expected: dict[str, float]) -> None:
     answer = post_json(port, target.request_path, target.bodies[0], target.headers)
     if target.name == "mlflow":
         got, want = float(answer["predictions"][0]), expected["pd_raw"]
+    elif target.name == "pyfunc":
+        got, want = float(answer["predictions"][0]["pd"]), expected["pd_calibrated"]
     elif target.name == "floor":
         got, want = float(answer["pd"]), expected["pd_raw"]
     else:
@@ -551,7 +598,7 @@ def print_report(results: list[dict[str, Any]], setup: Setup, args: argparse.Nam
     print()
     for c in args.concurrency:
         co = by.get(("creditops", c))
-        for other in ("mlflow", "floor"):
+        for other in ("mlflow", "pyfunc", "floor"):
             base = by.get((other, c))
             if co and base:
                 print(
@@ -578,7 +625,9 @@ def print_report(results: list[dict[str, Any]], setup: Setup, args: argparse.Nam
     print(
         f"\nnotes: {args.workers} worker process(es) per server, {os.cpu_count()} CPU(s); the "
         "load generator runs on the same machine and competes with the server for CPU (the "
-        "same generator drives all three, so ratios are comparable, absolute numbers are low)."
+        "same generator drives every server, so ratios are comparable, absolute numbers are "
+        "low). pyfunc: MLflow's server around the creditops model (encoding, calibration, "
+        "policy, reason codes for every applicant; no auth, no decision log)."
         f" OMP_NUM_THREADS: {args.omp_threads or 'unset (LightGBM uses every core)'}."
         f"\ncreditops: auth on, decision log on SQLite, metrics on, reason codes for "
         f"'{args.reasons_for}' decisions; {setup.adverse_share:.0%} of the benchmark "
@@ -604,6 +653,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--omp-threads", type=int, default=0, help="OMP_NUM_THREADS for every server (0: unset)."
     )
     parser.add_argument("--skip-mlflow", action="store_true", help="Do not run MLflow.")
+    parser.add_argument(
+        "--skip-pyfunc", action="store_true", help="Do not serve the creditops pyfunc model."
+    )
     parser.add_argument("--skip-floor", action="store_true", help="Do not run the floor.")
     parser.add_argument("--fresh", action="store_true", help="Retrain; new MLflow store.")
     args = parser.parse_args(argv)

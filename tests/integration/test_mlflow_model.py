@@ -115,9 +115,12 @@ def test_production_alias_loads_with_mlflow_and_answers_as_creditops_score(
     assert {"limit_bal", "pay_0", "age"} <= set(numeric)
     frame = _numeric_as_float(pd.read_csv(applicants), numeric)
 
-    answer = model.predict(frame)
+    answer = model.predict(frame)  # a large frame: encoded column by column
+    some = [*range(8), len(frame) - 1]
+    singles = pd.concat([model.predict(frame.iloc[[i]]) for i in some], ignore_index=True)
 
     _assert_same_answers(answer, scored)
+    _assert_same_answers(singles, scored.iloc[some].reset_index(drop=True))  # row by row
     assert answer["reasons"].iloc[-1].startswith("KO01")  # the minor is knocked out
     assert answer["decision"].iloc[-1] == "decline"
 

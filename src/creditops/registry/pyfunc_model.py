@@ -43,6 +43,7 @@ OUTPUT_COLUMNS = ("pd", "score", "decision", "reasons")
 REASON_SEPARATOR = ";"
 MODEL_TYPE = "probability-of-default"
 EXAMPLE_ROWS = 5
+SMALL_FRAME_ROWS = 32
 _BUNDLE_KEY = "bundle"
 # What the model needs where it is loaded: creditops brings LightGBM, pandas and the rest.
 _REQUIREMENTS = ("creditops", "mlflow")
@@ -50,8 +51,17 @@ _REQUIREMENTS = ("creditops", "mlflow")
 
 def predict_frame(model: ScoringModel, frame: pd.DataFrame) -> pd.DataFrame:
     """``pd``, ``score`` (rounded to 2 decimals), ``decision`` and ``reasons`` of each row of
-    raw applicant columns, computed as ``creditops score`` computes them."""
-    x = model.encoder.transform(frame, strict=True)
+    raw applicant columns, computed as ``creditops score`` computes them.
+
+    Up to :data:`SMALL_FRAME_ROWS` rows are encoded row by row, as the decision service
+    encodes its requests (same values; the column-wise parse of a frame costs about 20 ms
+    however few its rows, which a served single applicant would pay)."""
+    if len(frame) <= SMALL_FRAME_ROWS:
+        columns = [str(c) for c in frame.columns]
+        values = zip(*(frame[c].tolist() for c in frame.columns), strict=True)
+        x = model.encoder.encode_rows([dict(zip(columns, row, strict=True)) for row in values])
+    else:
+        x = model.encoder.transform(frame, strict=True)
     batch = model.score_encoded(x, frame)
     reasons = [
         REASON_SEPARATOR.join(str(code) for code in row if code) for row in batch.reason_codes
