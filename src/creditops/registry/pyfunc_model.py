@@ -50,8 +50,9 @@ _REQUIREMENTS = ("creditops", "mlflow")
 
 
 def predict_frame(model: ScoringModel, frame: pd.DataFrame) -> pd.DataFrame:
-    """``pd``, ``score`` (rounded to 2 decimals), ``decision`` and ``reasons`` of each row of
-    raw applicant columns, computed as ``creditops score`` computes them.
+    """``pd``, ``score`` (at 2 decimals), ``decision`` and ``reasons`` of each row of raw
+    applicant columns, computed as ``creditops score`` computes them (which also refuses
+    text in a numeric column and inputs the spec does not allow missing).
 
     Up to :data:`SMALL_FRAME_ROWS` rows are encoded row by row, as the decision service
     encodes its requests (same values; the column-wise parse of a frame costs about 20 ms
@@ -62,6 +63,7 @@ def predict_frame(model: ScoringModel, frame: pd.DataFrame) -> pd.DataFrame:
         x = model.encoder.encode_rows([dict(zip(columns, row, strict=True)) for row in values])
     else:
         x = model.encoder.transform(frame, strict=True)
+    model.refuse_missing(x)  # an input the spec does not allow missing, as creditops score
     batch = model.score_encoded(x, frame)
     reasons = [
         REASON_SEPARATOR.join(str(code) for code in row if code) for row in batch.reason_codes
