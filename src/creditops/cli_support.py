@@ -24,7 +24,10 @@ T = TypeVar("T")
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+# ``metavar=""`` keeps Typer from printing a flag as if it took a value ("--json <bool>").
+JsonOpt = Annotated[
+    bool, typer.Option("--json", metavar="", help="Print one JSON object on stdout.")
+]
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Registered model name.")]
 
 
@@ -84,8 +87,17 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None]]:
             err.print(f"[green]done[/] {state['step']} ({took:.1f}s)")
 
 
+def _json_default(value: object) -> object:
+    """Times as RFC 3339 in UTC with ``Z`` (the API's format); anything else as text."""
+    from datetime import datetime
+
+    from creditops.domain.windows import utc_text
+
+    return utc_text(value) if isinstance(value, datetime) else str(value)
+
+
 def print_json(payload: object) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    sys.stdout.write(json.dumps(payload, indent=2, default=_json_default) + "\n")
 
 
 def sessions() -> Any:

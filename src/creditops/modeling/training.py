@@ -144,7 +144,8 @@ def train_model(
     scaling = ScoreScaling(**spec.scaling.model_dump())
     base_rate = float(data.y[train_rows].mean())
     draft = ModelBundle(
-        spec=spec.model_dump(mode="json"),
+        # the stored contract says which inputs may be missing (resolved from these rows)
+        spec=spec.with_missing_resolved(data.frame.iloc[train_rows]).model_dump(mode="json"),
         algorithm=options.algorithm,
         encoder=encoder.to_dict(),
         calibrator=calibrator.to_dict(),

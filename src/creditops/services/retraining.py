@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError as DatabaseIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.alerts.episodes import Alert
+from creditops.domain.windows import utc_text
 from creditops.errors import CreditopsError, NotFoundError
 from creditops.features.assembly import (
     DECIDED_AT,
@@ -136,7 +137,7 @@ def request_retrain(  # noqa: PLR0913 - who asks, for what, and why
             elif not force and (last := jobs.last_finished(model)) is not None:
                 until = (last.finished_at or now) + timedelta(hours=settings.cooldown_hours)
                 if now < until:
-                    detail = f"cool-down after job {last.job_id} until {until.isoformat()}"
+                    detail = f"cool-down after job {last.job_id} until {utc_text(until)}"
             if not detail:
                 job_id = str(uuid.uuid4())
                 jobs.add(_new_job(job_id, model, trigger, requested_by, force, now))
@@ -168,7 +169,7 @@ def _new_job(  # noqa: PLR0913 - the columns of one new row
         cancel_requested=False,
         worker=None,
         result={},
-        log=f"{now.isoformat()} queued by {requested_by}: {trigger.reason}\n",
+        log=f"{utc_text(now)} queued by {requested_by}: {trigger.reason}\n",
     )
 
 
@@ -271,7 +272,7 @@ def _scheduled(
         state = MonitorStateRepository(session)
         started = (state.get(key) or {}).get("since")
         if started is None:
-            state.put(key, {"since": now.isoformat()})
+            state.put(key, {"since": utc_text(now)})
             return None
         last = TriggerRepository(session).last_of_kind(model, "schedule")
     base = (
@@ -282,9 +283,6 @@ def _scheduled(
 
 # -- jobs: queries ------------------------------------------------------------------------
 def job_dict(row: JobRow) -> dict[str, Any]:
-    def iso(at: datetime | None) -> str | None:
-        return at.isoformat() if at else None
-
     return {
         "job_id": row.job_id,
         "model": row.model_name,
@@ -298,9 +296,9 @@ def job_dict(row: JobRow) -> dict[str, Any]:
         "force": row.force,
         "state": row.state,
         "stage": row.stage,
-        "created_at": row.created_at.isoformat(),
-        "started_at": iso(row.started_at),
-        "finished_at": iso(row.finished_at),
+        "created_at": utc_text(row.created_at),
+        "started_at": utc_text(row.started_at),
+        "finished_at": utc_text(row.finished_at),
         "cancel_requested": row.cancel_requested,
         "result": row.result,
         "log": row.log,
@@ -341,7 +339,7 @@ def list_triggers(
                 "kind": r.kind,
                 "reason": r.reason,
                 "evidence": r.evidence,
-                "at": r.at.isoformat(),
+                "at": utc_text(r.at),
                 "outcome": r.outcome,
                 "detail": r.detail,
                 "job_id": r.job_id,
