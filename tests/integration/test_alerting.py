@@ -372,7 +372,13 @@ def test_generic_payload_is_strict_json_for_numpy_nan_and_times() -> None:
     payload = generic_payload(make_alert(details=details))
     text = json.dumps(payload, allow_nan=False)
     back = json.loads(text)["details"]
-    assert back == {"psi": 0.31, "n": 7, "auc": None, "when": T0.isoformat(), "s": [1, 2]}
+    assert back == {
+        "psi": 0.31,
+        "n": 7,
+        "auc": None,
+        "when": T0.isoformat().replace("+00:00", "Z"),
+        "s": [1, 2],
+    }
     assert detail_lines({"a": {"b": {"c": 1.23456789}}, "e": {}}) == [
         ("a.b.c", "1.235"),
         ("e", "{}"),

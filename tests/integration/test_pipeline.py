@@ -119,7 +119,7 @@ def test_validate_promote_and_score_in_a_fresh_process(
     assert code == 0, err
     code, out, _ = invoke(cli, "models", "list", "--name", "taiwan", "--json")
     listed = json.loads(out)
-    assert listed[0]["aliases"] == ["production"] and listed[0]["gate_passed"] == "true"
+    assert listed[0]["aliases"] == ["production"] and listed[0]["gate_passed"] is True
 
     # In-memory model from the registered bundle vs a fresh process loading `production`.
     sample = pd.read_csv(DATA / "taiwan_credit_card.csv", nrows=500)

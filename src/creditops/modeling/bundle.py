@@ -188,6 +188,17 @@ class ScoringModel:
             dtype=np.intp,
         )
 
+    def score_checked(
+        self, frame: pd.DataFrame, x: npt.NDArray[np.float64] | None = None
+    ) -> ScoredBatch:
+        """Score raw applicant columns as ``creditops score`` and the pyfunc model do: text
+        in a numeric column and an input the spec does not allow missing are refused, not
+        scored. ``x`` is ``frame`` already encoded (strictly), when the caller has it."""
+        if x is None:
+            x = self.encoder.transform(frame, strict=True)
+        self.refuse_missing(x)
+        return self.score_encoded(x, frame)
+
     def refuse_missing(self, x: npt.NDArray[np.float64]) -> None:
         """Under ``missing.on_missing: refuse``, raise naming the first input that may not
         be missing, how many rows miss it and which (1-based data rows)."""

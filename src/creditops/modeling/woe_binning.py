@@ -281,9 +281,7 @@ class FeatureBinning:
             )
             for i in range(len(bins))
         )
-        return BinningTable(
-            self.name, self.categorical, rows, self.iv, binned_auc(event, nonevent)
-        )
+        return BinningTable(self.name, self.categorical, rows, self.iv, binned_auc(event, nonevent))
 
     def to_dict(self) -> dict[str, Any]:
         out = {

@@ -42,9 +42,7 @@ def scored_frame(frame: pd.DataFrame, model: ScoringModel, name: str, version: s
     Text in a numeric column is refused (with examples) rather than scored as missing, and
     so is a missing input the spec does not allow missing (unless it routes it to review).
     """
-    x = model.encoder.transform(frame, strict=True)
-    model.refuse_missing(x)
-    batch = model.score_encoded(x, frame)
+    batch = model.score_checked(frame)
     out = frame.copy()
     out["model_name"] = name
     out["model_version"] = version
