@@ -69,6 +69,33 @@ def read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
+TABLE_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
+
+
+def table_files(path: Path) -> tuple[str, list[Path]]:
+    """The format (``parquet`` or ``csv``) and files of a table: one file, or every
+    Parquet or CSV file directly in a directory (Spark's part files; names starting with
+    ``_`` or ``.``, such as ``_SUCCESS`` and checksums, are skipped), in name order."""
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and not p.name.startswith(("_", ".")) and p.suffix.lower() != ".crc"
+        )
+    else:
+        files = [path]
+    formats = {TABLE_SUFFIXES.get(p.suffix.lower(), "csv" if p == path else "") for p in files}
+    if not files or "" in formats or len(formats) > 1:
+        found = sorted({p.suffix or p.name for p in files})
+        raise DataError(
+            f"{path} must be a CSV or Parquet file, or a directory of files of one of those "
+            f"formats; found {found or 'no files'}"
+        )
+    return formats.pop(), files
+
+
 def normalise_categorical(values: pd.Series) -> pd.Series:
     """Map category values to canonical strings, identical for CSV text and JSON numbers.
 

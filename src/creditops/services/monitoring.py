@@ -8,7 +8,8 @@ result as a ``monitoring_reports`` row (history is kept) and raises or clears it
 * **Drift** reads a window of the decision log, streamed in chunks into the reference
   profile's bins (binned mode: memory does not grow with the window; the bundle holds the
   profile, not raw training rows). Two files given on the command line are compared exactly
-  (:func:`file_drift`).
+  (:func:`file_drift`); a file or directory against a version's profile is binned
+  (:func:`binned_file_drift`, or on Spark :func:`creditops.services.spark_engine.drift_spark`).
 * **Performance** reads the latest labelled decisions (and the model's first ones, the
   baseline period); labels arrive late, so it says how many decisions are still unlabelled.
 * **Fairness** reads the window and the model's first logged day as its baseline.
@@ -24,11 +25,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow.parquet as pq
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.alerts.dispatch import (
@@ -39,8 +42,8 @@ from creditops.alerts.dispatch import (
 )
 from creditops.alerts.episodes import Alert, AlertKind
 from creditops.domain.windows import utc_text
-from creditops.errors import InvalidInputError, NotFoundError
-from creditops.features.dataset import read_table
+from creditops.errors import DataError, InvalidInputError, NotFoundError
+from creditops.features.dataset import read_table, table_files
 from creditops.features.spec import Spec
 from creditops.modeling.bundle import ScoringModel
 from creditops.monitoring.conditions import (
@@ -294,6 +297,46 @@ def file_drift(
             f"spec features missing from the files: {missing[:5]}", field=missing[0]
         )
     return data_drift_exact(reference, current, types, config)
+
+
+@dataclass(frozen=True)
+class BinnedReference:
+    """What binned drift of a file needs from a model version: its frozen reference profile
+    (the bins), the features it monitors and the drift configuration that judges them (the
+    model's settings, weighted by feature importance when ``weighted`` is set), as the
+    scheduled check uses them."""
+
+    name: str
+    version: str
+    profile: Mapping[str, Any]
+    features: tuple[str, ...]
+    config: DriftConfig
+
+
+def binned_reference(ctx: AppContext, name: str, ref: str) -> BinnedReference:
+    loaded = load_model(ctx, name, ref)
+    _, _, drift_settings = ctx.settings.monitor.for_model(name)
+    return BinnedReference(
+        name=name,
+        version=loaded.info.version,
+        profile=loaded.model.bundle.reference_profile,
+        features=tuple(loaded.model.spec.features),
+        config=drift_config(drift_settings, _importance(loaded.model)),
+    )
+
+
+def binned_file_drift(reference: BinnedReference, current: Path) -> DriftResult:
+    """Binned drift of a file, or of a directory of files read one at a time, against a
+    version's reference profile (the local engine; Spark's gives the same numbers)."""
+    accumulator = BinnedAccumulator(reference.profile, reference.features)
+    fmt, files = table_files(current)
+    for path in files:
+        if fmt == "parquet" and pq.ParquetFile(path).metadata.num_rows == 0:
+            continue  # Spark writes a schema-only file for an empty output
+        accumulator.update(read_table(path))
+    if accumulator.n_rows == 0:
+        raise DataError(f"{current} holds no rows", count=0)
+    return accumulator.result(reference.config)
 
 
 def _importance(model: ScoringModel) -> dict[str, float]:
