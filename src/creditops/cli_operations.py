@@ -60,6 +60,7 @@ def register(app: typer.Typer) -> None:
     app.command()(serve)
     app.command()(drift)
     app.command()(worker)
+    app.command()(publish)
 
 
 def retrain(
@@ -750,3 +751,25 @@ def worker(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     run(lambda: run_worker(get_settings(), once=once))
+
+def publish(
+    once: Annotated[
+        bool,
+        typer.Option("--once", metavar="", help="Publish until the outbox is empty, then exit."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish the event outbox to NATS JetStream (as the worker does with events.enabled)."""
+    import logging
+
+    from creditops.worker import run_publisher
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    summary = run(lambda: run_publisher(get_settings(), once=once)).to_dict()
+    if as_json:
+        print_json(summary)
+    else:
+        out.print(
+            f"published {summary['published']} events ({summary['duplicates']} duplicates "
+            f"dropped by the broker); backlog {summary['backlog']}, lag {summary['lag_seconds']}s"
+        )

@@ -373,6 +373,62 @@ class DeploySettings(BaseModel):
     )
 
 
+class EventSettings(BaseModel):
+    """Events for downstream systems (``docs/events.md``): the transactional outbox the
+    services write and the publisher (``creditops worker`` or ``creditops publish``) that
+    sends it to NATS JetStream."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Write an event for every decision, outcome, review override and "
+        "deployment change to the outbox (in the same transaction), and let the worker "
+        "publish them. Off: no events are written or published.",
+    )
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="NATS server(s) of the publisher, comma-separated.",
+    )
+    stream: str = Field(
+        default="CREDITOPS_EVENTS",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="JetStream stream that stores the events.",
+    )
+    subject_prefix: str = Field(
+        default="creditops",
+        pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        description="Subjects are <prefix>.decisions.<model>, <prefix>.outcomes.<model>, "
+        "<prefix>.reviews.<model> and <prefix>.deployments.<model>.",
+    )
+    create_stream: bool = Field(
+        default=True,
+        description="Create the stream (subjects <prefix>.>, file storage) when it does not "
+        "exist. Off: it must exist already.",
+    )
+    duplicate_window_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="JetStream's de-duplication window of a created stream: a re-sent event "
+        "id within it is dropped by the server.",
+    )
+    batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Most unsent events read per pass."
+    )
+    poll_interval_s: float = Field(
+        default=0.2, gt=0, description="Wait between passes when the outbox is empty."
+    )
+    publish_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest wait for the broker's acknowledgement."
+    )
+    retry_max_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest back-off between attempts while the broker is unreachable.",
+    )
+    keep_sent_hours: float = Field(
+        default=24.0, ge=0, description="Sent events are deleted from the outbox after this."
+    )
+
+
 class Settings(BaseSettings):
     """Root settings of creditops."""
 
@@ -402,6 +458,7 @@ class Settings(BaseSettings):
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -14,10 +14,15 @@ at a time: with PostgreSQL session-level advisory locks elect them; with the emb
 SQLite store exclusive file locks under ``CREDITOPS_HOME`` do the same on one machine. Both
 kinds of lock go with the process that held them, so a worker killed mid-job leaves the
 lock free and the next one fails the job it left running.
+
+With ``events.enabled`` it also publishes the event outbox (``services/events.py``) on a
+thread of its own; ``creditops publish`` runs the same publisher alone. One publisher pass
+runs at a time however many processes publish (the same kind of lock).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -25,6 +30,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -34,6 +40,7 @@ from creditops.domain.windows import utc_text
 from creditops.errors import CreditopsError
 from creditops.services.context import AppContext, make_home_private
 from creditops.services.deployments import drive
+from creditops.services.events import OutboxPublisher, PublishSummary, jetstream_broker
 from creditops.services.experiments import look_all
 from creditops.services.monitoring import CheckRequest, run_checks
 from creditops.services.retraining import act_on_triggers, run_pending_job
@@ -179,6 +186,45 @@ def _deployment_loop(
         stop.wait(ctx.settings.deploy.evaluate_interval_s)
 
 
+PUBLISH_LOCK_ID = 0x65766E74  # "evnt"
+
+
+def build_publisher(
+    settings: Settings, sessions: sessionmaker[Session], engine: Engine
+) -> OutboxPublisher:
+    """The outbox publisher of ``settings.events``, one pass at a time across processes."""
+    hold = partial(scheduler_lock, engine, settings, "publisher", PUBLISH_LOCK_ID)
+    return OutboxPublisher(sessions, jetstream_broker(settings.events), settings.events, hold=hold)
+
+
+def _publisher_loop(publisher: OutboxPublisher, stop: threading.Event) -> None:
+    """The publisher on its own thread and event loop, until ``stop``."""
+    while not stop.is_set():
+        try:
+            asyncio.run(publisher.run(stop))
+        except Exception:  # keep publishing: the outbox keeps what was not sent
+            log.exception("the event publisher failed; restarting it")
+            stop.wait(1.0)
+
+
+def run_publisher(settings: Settings, *, once: bool = False) -> PublishSummary:
+    """``creditops publish``: publish the outbox until SIGTERM/SIGINT (or, with ``once``,
+    until it is empty; a broker error then raises)."""
+    make_home_private(settings)
+    ensure_current(settings.database)
+    engine = create_db_engine(settings.database)
+    stop = threading.Event()
+    if not once:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        publisher = build_publisher(settings, session_factory(engine), engine)
+        log.info("creditops publisher started (%s)", settings.events.nats_url)
+        return asyncio.run(publisher.run(stop, once=once))
+    finally:
+        engine.dispose()
+
+
 def run_worker(settings: Settings, *, once: bool = False) -> None:
     """Run until SIGTERM/SIGINT (or one tick with ``once``)."""
     make_home_private(settings)
@@ -192,6 +238,7 @@ def run_worker(settings: Settings, *, once: bool = False) -> None:
             signal.signal(sig, lambda *_: stop.set())
     log.info("creditops worker started (tick %.0fs)", settings.monitor.tick_seconds)
     driver = None
+    publisher = None
     if once:
         drive_deployments(ctx, sessions, engine)
     else:
@@ -199,6 +246,14 @@ def run_worker(settings: Settings, *, once: bool = False) -> None:
             target=_deployment_loop, args=(ctx, sessions, engine, stop), daemon=True
         )
         driver.start()
+        if settings.events.enabled:
+            publisher = threading.Thread(
+                target=_publisher_loop,
+                args=(build_publisher(settings, sessions, engine), stop),
+                name="creditops-publisher",
+                daemon=True,
+            )
+            publisher.start()
     try:
         while not stop.is_set():
             run_tick(ctx, sessions, engine)
@@ -211,4 +266,6 @@ def run_worker(settings: Settings, *, once: bool = False) -> None:
         stop.set()
         if driver is not None:
             driver.join(timeout=30)
+        if publisher is not None:
+            publisher.join(timeout=30)
         engine.dispose()

@@ -221,7 +221,7 @@ def test_migrations_up_down_up_match_metadata(url: str) -> None:
     finally:
         eng.dispose()
     upgrade_database(url)
-    assert current_revision(url) == head_revision() == "0005"
+    assert current_revision(url) == head_revision() == "0006"
     assert schema_differences(url) == []
     eng = create_db_engine(url)
     try:
@@ -233,6 +233,12 @@ def test_migrations_up_down_up_match_metadata(url: str) -> None:
     finally:
         eng.dispose()
 
+    downgrade_database(url, "0005")  # the event outbox goes
+    eng = create_db_engine(url)
+    try:
+        assert "event_outbox" not in set(inspect(eng).get_table_names())
+    finally:
+        eng.dispose()
     downgrade_database(url, "0004")  # the chain goes
     eng = create_db_engine(url)
     try:
@@ -274,7 +280,7 @@ def test_migrations_up_down_up_match_metadata(url: str) -> None:
         eng.dispose()
 
     upgrade_database(url)
-    assert current_revision(url) == "0005"
+    assert current_revision(url) == "0006"
     assert schema_differences(url) == []
     eng = create_db_engine(url)
     try:

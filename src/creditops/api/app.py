@@ -242,6 +242,7 @@ def _build_state(
         max_batch=settings.serve.log_batch_max,
         max_wait_ms=settings.serve.log_batch_wait_ms,
         on_commit=_commit_observer(metrics),
+        events=settings.events.enabled,
     )
     decisions = DecisionService(
         load_router(ctx, settings.serve.models),

@@ -16,6 +16,11 @@ batch is rejected by the database (e.g. a duplicate ``decision_id``), the batch 
 one submission per transaction so the others still commit. Transient errors (SQLite busy,
 PostgreSQL serialization failures, lost connections) are retried with exponential backoff.
 See ``docs/decisions/0004-decision-log-group-commit.md``.
+
+With ``events=True`` each decision also gets its ``decision.created`` event in the outbox
+(``event_outbox``, :mod:`creditops.store.outbox`), inserted in the SAME transaction as the
+decisions of the group (one more multi-row INSERT / executemany per group): an event exists
+exactly when its decision was committed. See ``docs/events.md``.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from creditops.errors import CreditopsError
 from creditops.store.decision_records import DecisionRecord, PreparedInsert
 from creditops.store.engine import StoreUnavailableError, is_transient_error
+from creditops.store.outbox import PreparedOutboxInsert, decision_event
 from creditops.store.tables import DecisionRow
 
 __all__ = ["DecisionLogError", "DecisionLogWriter"]
@@ -67,6 +73,7 @@ class _Pending:
     rows: list[tuple[Any, ...]]
     future: Future[None] | None
     waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+    events: list[tuple[Any, ...]] = field(default_factory=list)  # outbox rows, same commit
     live: bool = field(default=True)  # False once the caller cancelled (still written)
     released: bool = field(default=False)  # counted out of the queue depth
 
@@ -86,6 +93,8 @@ class DecisionLogWriter:
             commit, from the writer thread (for metrics; exceptions are logged and ignored).
         retries: retries of a transaction that failed with a transient error.
         retry_backoff_s: first retry delay; doubled for each further retry.
+        events: also write each decision's ``decision.created`` event to the outbox, in
+            the same transaction.
     """
 
     def __init__(  # noqa: PLR0913 - the engine and keyword-only tuning of the group commit
@@ -97,12 +106,14 @@ class DecisionLogWriter:
         on_commit: Callable[[int, float], None] | None = None,
         retries: int = 5,
         retry_backoff_s: float = 0.05,
+        events: bool = False,
     ) -> None:
         if max_batch < 1 or max_wait_ms < 0 or retries < 0 or retry_backoff_s < 0:
             raise ValueError("max_batch >= 1, max_wait_ms >= 0, retries >= 0, backoff >= 0")
         self._engine = engine
         self._table: Table = DecisionRow.__table__  # type: ignore[assignment]
         self._prepared = PreparedInsert(engine, self._table)
+        self._outbox = PreparedOutboxInsert(engine) if events else None
         self._connection: PoolProxiedConnection | None = None  # owned by the writer thread
         self._max_variables: int | None = None
         self._max_batch = max_batch
@@ -140,7 +151,7 @@ class DecisionLogWriter:
         if not records:
             future.set_result(None)
             return future
-        self._enqueue(_Pending([self._prepared.row(r) for r in records], future))
+        self._enqueue(self._pending(records, future, None))
         return future
 
     async def write(self, records: Sequence[DecisionRecord]) -> None:
@@ -153,8 +164,20 @@ class DecisionLogWriter:
             return
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
-        self._enqueue(_Pending([self._prepared.row(r) for r in records], None, (loop, waiter)))
+        self._enqueue(self._pending(records, None, (loop, waiter)))
         await asyncio.shield(waiter)
+
+    def _pending(
+        self,
+        records: Sequence[DecisionRecord],
+        future: Future[None] | None,
+        waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None,
+    ) -> _Pending:
+        """A submission: the decision rows and, with events, their outbox rows."""
+        pending = _Pending([self._prepared.row(r) for r in records], future, waiter)
+        if self._outbox is not None:
+            pending.events = [self._outbox.row(decision_event(r)) for r in records]
+        return pending
 
     def _enqueue(self, pending: _Pending) -> None:
         with self._lock:
@@ -245,14 +268,15 @@ class DecisionLogWriter:
             if pending.future is not None:
                 pending.live = pending.future.set_running_or_notify_cancel()
         rows = [row for pending in batch for row in pending.rows]
-        error = self._insert(rows)
+        events = [event for pending in batch for event in pending.events]
+        error = self._insert(rows, events)
         if error is None:
             self._resolve(batch)
             return
         if len(batch) > 1 and not is_transient_error(error):
             # Isolate the submission(s) the database refuses; commit the others.
             for pending in batch:
-                single_error = self._insert(pending.rows)
+                single_error = self._insert(pending.rows, pending.events)
                 if single_error is None:
                     self._resolve([pending])
                 else:
@@ -260,12 +284,15 @@ class DecisionLogWriter:
             return
         self._fail(batch, error)
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> Exception | None:
-        """Insert and commit ``rows`` in one transaction, with retries; the error or None."""
+    def _insert(
+        self, rows: list[tuple[Any, ...]], events: list[tuple[Any, ...]]
+    ) -> Exception | None:
+        """Insert and commit ``rows`` (and their outbox ``events``) in one transaction, with
+        retries; the error or None."""
         for attempt in range(self._retries + 1):
             started = time.perf_counter()
             try:
-                self._execute(rows)
+                self._execute(rows, events)
             except Exception as exc:
                 if attempt < self._retries and is_transient_error(exc):
                     log.warning("decision log: transient error, retrying: %s", exc)
@@ -276,7 +303,7 @@ class DecisionLogWriter:
             return None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _execute(self, rows: list[tuple[Any, ...]]) -> None:
+    def _execute(self, rows: list[tuple[Any, ...]], events: list[tuple[Any, ...]]) -> None:
         """One transaction on the writer's connection; DBAPI errors come out as SQLAlchemy's
         ``DBAPIError`` (as ``Connection.execute`` would raise them) so that
         :func:`is_transient_error` classifies them the same way."""
@@ -286,16 +313,22 @@ class DecisionLogWriter:
         connection = self._connection
         cursor = connection.cursor()
         try:
+            outbox = self._outbox
             if prepared.is_sqlite:
                 # The engine turned the sqlite3 module's BEGIN off: a single statement is a
                 # transaction of its own (autocommit), several need an explicit one.
-                statements = prepared.sqlite_statements(rows, self._sqlite_max_variables())
+                limit = self._sqlite_max_variables()
+                statements = prepared.sqlite_statements(rows, limit)
+                if outbox is not None and events:
+                    statements += outbox.sqlite_statements(events, limit)
                 if len(statements) > 1:
                     cursor.execute("BEGIN IMMEDIATE")
                 for sql, parameters in statements:
                     cursor.execute(sql, parameters)
             else:
                 cursor.executemany(prepared.sql, prepared.parameters(rows))
+                if outbox is not None and events:
+                    cursor.executemany(outbox.sql, outbox.parameters(events))
             cursor.close()
             connection.commit()
         except prepared.dbapi_error as exc:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Dialect,
@@ -38,6 +39,7 @@ __all__ = [
     "Base",
     "DecisionRow",
     "DeploymentRow",
+    "EventOutboxRow",
     "JobRow",
     "ModelControlRow",
     "MonitorStateRow",
@@ -370,3 +372,38 @@ class ShadowDecisionRow(Base):
     decision: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+UNSENT_EVENT = text("sent_at IS NULL")
+
+
+class EventOutboxRow(Base):
+    """An event for downstream systems (``docs/events.md``), written in the transaction of
+    the change it reports (the transactional outbox) and marked sent by the publisher once
+    the broker acknowledged it (from 0006).
+
+    ``id`` orders the events: the publisher sends each model's events in ``id`` order.
+    ``payload`` is the event document exactly as it is published (JSON text).
+    """
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (
+        # The publisher's "unsent, oldest first" read and the backlog gauges.
+        Index(
+            "ix_event_outbox_unsent",
+            "id",
+            sqlite_where=UNSENT_EVENT,
+            postgresql_where=UNSENT_EVENT,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(64))
+    schema_version: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

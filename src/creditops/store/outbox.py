@@ -1,0 +1,280 @@
+"""The transactional outbox: events for downstream systems, stored with the change they
+report and published later (``docs/events.md``).
+
+An event row is written in the SAME transaction as the change (a decision by the decision
+log's group commit, an outcome, a review override, a deployment change), so an event exists
+exactly when its change was committed. The publisher (``services/events.py``) reads the
+unsent rows in ``id`` order, sends them to the broker and marks them sent: delivery is at
+least once, and consumers drop duplicates by the event id.
+
+This module holds the event envelope (:func:`event_document`), the decision event built from
+a decision record (:func:`decision_event`), the writer's compiled INSERT
+(:class:`PreparedOutboxInsert`) and the repository the publisher and the other services use
+(:class:`OutboxRepository`).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import Engine, Table, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from creditops.domain.windows import utc_text
+from creditops.store.decision_records import DecisionRecord
+from creditops.store.tables import EventOutboxRow
+
+__all__ = [
+    "DECISION_CREATED",
+    "DECISION_OVERRIDDEN",
+    "DECISION_SCHEMA",
+    "DEPLOYMENT_CHANGED",
+    "DEPLOYMENT_SCHEMA",
+    "EVENT_TYPES",
+    "OUTCOME_RECORDED",
+    "OUTCOME_SCHEMA",
+    "OutboxBacklog",
+    "OutboxEvent",
+    "OutboxRepository",
+    "PendingEvent",
+    "PreparedOutboxInsert",
+    "decision_event",
+    "event_document",
+    "new_event_id",
+]
+
+DECISION_SCHEMA: Final = "creditops.decision/1"
+OUTCOME_SCHEMA: Final = "creditops.outcome/1"
+DEPLOYMENT_SCHEMA: Final = "creditops.deployment/1"
+DECISION_CREATED: Final = "decision.created"
+DECISION_OVERRIDDEN: Final = "decision.overridden"
+OUTCOME_RECORDED: Final = "outcome.recorded"
+DEPLOYMENT_CHANGED: Final = "deployment.changed"
+EVENT_TYPES: Final = {
+    DECISION_CREATED: DECISION_SCHEMA,
+    DECISION_OVERRIDDEN: DECISION_SCHEMA,
+    OUTCOME_RECORDED: OUTCOME_SCHEMA,
+    DEPLOYMENT_CHANGED: DEPLOYMENT_SCHEMA,
+}
+# The columns the writer inserts (``id`` is assigned by the database, ``sent_at`` is NULL).
+INSERT_COLUMNS: Final = (
+    "event_id",
+    "model_name",
+    "event_type",
+    "schema_version",
+    "payload",
+    "created_at",
+)
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as text."""
+    return str(uuid.UUID(bytes=os.urandom(16), version=4))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One event as the outbox stores it; ``payload`` is the published JSON document."""
+
+    event_id: str
+    model_name: str
+    event_type: str
+    schema_version: str
+    payload: str
+    created_at: datetime
+
+    def as_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in INSERT_COLUMNS}
+
+
+def event_document(  # noqa: PLR0913 - the envelope's fields, keyword-only
+    *,
+    event_type: str,
+    model: str,
+    version: str | None,
+    occurred_at: datetime,
+    data: dict[str, Any],
+    event_id: str | None = None,
+) -> OutboxEvent:
+    """The versioned envelope around ``data`` (``docs/events/*.schema.json``)."""
+    schema = EVENT_TYPES.get(event_type)
+    if schema is None:
+        raise ValueError(f"unknown event type {event_type!r}: one of {sorted(EVENT_TYPES)}")
+    event_id = event_id or new_event_id()
+    document = {
+        "schema": schema,
+        "id": event_id,
+        "type": event_type,
+        "model": model,
+        "version": version,
+        "occurred_at": utc_text(occurred_at),
+        "data": data,
+    }
+    payload = orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return OutboxEvent(event_id, model, event_type, schema, payload, occurred_at)
+
+
+def decision_event(record: DecisionRecord) -> OutboxEvent:
+    """The ``decision.created`` event of a logged decision. The applicant's inputs are not
+    in it (personal data stays in the decision log; consumers fetch it by decision id)."""
+    return event_document(
+        event_type=DECISION_CREATED,
+        model=record.model_name,
+        version=record.model_version,
+        occurred_at=record.created_at,
+        data={
+            "decision_id": record.decision_id,
+            "application_id": record.application_id,
+            "pd": record.pd,
+            "score": record.score,
+            "decision": record.decision,
+            "reasons": record.reasons,
+            "policy_version": record.policy_version,
+            "route": record.route,
+            "suspended": record.suspended,
+            "deployment_id": record.deployment_id,
+            "request_id": record.request_id,
+        },
+    )
+
+
+class PreparedOutboxInsert:
+    """``INSERT INTO event_outbox`` compiled once for the engine's dialect, for the decision
+    log's group commit (the same technique as the decision INSERT: bind processors looked
+    up once, multi-row statements on SQLite, ``executemany`` elsewhere)."""
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        table: Table = EventOutboxRow.__table__  # type: ignore[assignment]
+        compiled = table.insert().compile(dialect=dialect, column_keys=list(INSERT_COLUMNS))
+        self.sql = compiled.string
+        names = list(compiled.positiontup or []) if compiled.positional else list(INSERT_COLUMNS)
+        if set(names) != set(INSERT_COLUMNS):  # pragma: no cover - defined together
+            raise RuntimeError(f"outbox columns {names} differ from {INSERT_COLUMNS}")
+        self.names = names
+        self.positional = compiled.positional
+        columns = {column.key: column for column in table.columns}
+        processors = [columns[n].type.bind_processor(dialect) for n in names]
+        self._processors: list[tuple[int, Callable[[Any], Any]]] = [
+            (i, p) for i, p in enumerate(processors) if p is not None
+        ]
+        self.is_sqlite = dialect.name == "sqlite"
+        head, values, tail = self.sql.partition(" VALUES ")
+        self._sqlite_head, self._sqlite_row = head + values, tail
+
+    def row(self, event: OutboxEvent) -> tuple[Any, ...]:
+        values = [getattr(event, name) for name in self.names]
+        for i, process in self._processors:
+            values[i] = process(values[i])
+        return tuple(values)
+
+    def sqlite_statements(
+        self, rows: Sequence[tuple[Any, ...]], max_variables: int
+    ) -> list[tuple[str, list[Any]]]:
+        """``rows`` as few multi-row INSERT statements as SQLite's variable limit allows."""
+        per_statement = max(1, max_variables // len(self.names))
+        statements = []
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            sql = self._sqlite_head + ", ".join([self._sqlite_row] * len(chunk))
+            statements.append((sql, [value for row in chunk for value in row]))
+        return statements
+
+    def parameters(self, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+        if self.positional:
+            return list(rows)
+        return [dict(zip(self.names, row, strict=True)) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An unsent event as the publisher reads it."""
+
+    id: int
+    event_id: str
+    model_name: str
+    event_type: str
+    schema_version: str
+    payload: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBacklog:
+    """Unsent events and the age of the oldest (0 when none)."""
+
+    events: int
+    oldest_age_s: float
+
+
+class OutboxRepository:
+    """Reads and writes of ``event_outbox`` in the caller's session (never commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, events: Sequence[OutboxEvent]) -> None:
+        """Store ``events`` in the caller's transaction."""
+        if events:
+            self.session.execute(
+                EventOutboxRow.__table__.insert(),  # type: ignore[attr-defined]
+                [e.as_row() for e in events],
+            )
+
+    def unsent(self, limit: int) -> list[PendingEvent]:
+        """The oldest ``limit`` unsent events, in ``id`` order."""
+        t = EventOutboxRow
+        rows = self.session.execute(
+            select(
+                t.id,
+                t.event_id,
+                t.model_name,
+                t.event_type,
+                t.schema_version,
+                t.payload,
+                t.created_at,
+            )
+            .where(t.sent_at.is_(None))
+            .order_by(t.id)
+            .limit(limit)
+        ).all()
+        return [PendingEvent(*row) for row in rows]
+
+    def mark_sent(self, ids: Sequence[int], at: datetime | None = None) -> int:
+        """Mark the events ``ids`` sent (in chunks of 500); the number of rows changed."""
+        at = at or datetime.now(UTC)
+        changed = 0
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            result = self.session.execute(
+                update(EventOutboxRow)
+                .where(EventOutboxRow.id.in_(chunk), EventOutboxRow.sent_at.is_(None))
+                .values(sent_at=at)
+            )
+            changed += int(result.rowcount)  # type: ignore[attr-defined]
+        return changed
+
+    def backlog(self, now: datetime | None = None) -> OutboxBacklog:
+        t = EventOutboxRow
+        count, oldest = self.session.execute(
+            select(func.count(), func.min(t.created_at)).where(t.sent_at.is_(None))
+        ).one()
+        if not count or oldest is None:
+            return OutboxBacklog(0, 0.0)
+        now = now or datetime.now(UTC)  # min() keeps the column type: an aware datetime
+        return OutboxBacklog(int(count), max(0.0, (now - oldest).total_seconds()))
+
+    def purge_sent(self, before: datetime) -> int:
+        """Delete events sent before ``before``; the number deleted."""
+        result = self.session.execute(
+            delete(EventOutboxRow).where(
+                EventOutboxRow.sent_at.is_not(None), EventOutboxRow.sent_at < before
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
