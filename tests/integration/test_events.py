@@ -517,3 +517,38 @@ def test_10000_decisions_survive_a_nats_restart_and_a_killed_publisher(tmp_path:
         f"{len(messages)} messages for {total} decisions ({len(messages) - len(unique)} "
         "duplicates dropped by the consumer)"
     )
+
+
+# -- the gauges ------------------------------------------------------------------------------
+def test_outbox_gauges_follow_the_store(sessions: sessionmaker[Session]) -> None:
+    from creditops.api.event_metrics import OutboxCollector
+
+    collector = OutboxCollector(lambda: outbox_backlog(sessions), ttl_s=0)
+
+    def gauges() -> dict[str, float]:
+        return {m.name: m.samples[0].value for m in collector.collect()}
+
+    assert gauges() == {
+        "creditops_outbox_backlog": 0.0,
+        "creditops_outbox_publish_lag_seconds": 0.0,
+    }
+    with sessions.begin() as session:
+        OutboxRepository(session).add(
+            [
+                event_document(
+                    event_type="decision.created",
+                    model="m",
+                    version="1",
+                    occurred_at=datetime.now(UTC) - timedelta(seconds=30),
+                    data={},
+                )
+            ]
+        )
+    found = gauges()
+    assert found["creditops_outbox_backlog"] == 1
+    assert 30 <= found["creditops_outbox_publish_lag_seconds"] < 90
+
+    def broken() -> Any:
+        raise RuntimeError("database gone")
+
+    assert list(OutboxCollector(broken).collect()) == []  # the scrape still answers

@@ -36,6 +36,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
+from creditops.api.event_metrics import OUTBOX_METRICS
 from creditops.api.metrics import build_metrics
 from creditops.api.monitoring_metrics import DEPLOYMENT_METRICS
 from creditops.api.monitoring_metrics import METRIC_NAMES as MONITORING_METRICS
@@ -206,7 +207,11 @@ def service_metric_names() -> set[str]:
 
 def test_every_metric_in_dashboards_and_rules_is_exported() -> None:
     exported = (
-        service_metric_names() | set(MONITORING_METRICS) | set(DEPLOYMENT_METRICS) | SCRAPE_METRICS
+        service_metric_names()
+        | set(MONITORING_METRICS)
+        | set(DEPLOYMENT_METRICS)
+        | set(OUTBOX_METRICS)
+        | SCRAPE_METRICS
     )
     used = dashboard_expressions() + rule_expressions()
     named = {(e.where, name) for e in used for name in promql_metric_names(e.expr)}

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creditops.api.deps import ApiState
+from creditops.api.event_metrics import OutboxCollector
 from creditops.api.fastpath import FastRoute, PredictFastPath, read_body, replay_body
 from creditops.api.metrics import ServiceMetrics, build_metrics
 from creditops.api.monitoring_metrics import DeploymentCollector, MonitoringCollector
@@ -53,6 +54,7 @@ from creditops.services.decisions import (
     health_check,
 )
 from creditops.services.deployments import latest_per_model, refused_alert
+from creditops.services.events import outbox_backlog
 from creditops.services.monitoring import latest_results
 from creditops.services.serving import ModelRouter, RouteFollower, load_router
 from creditops.settings import Settings, get_settings
@@ -281,6 +283,7 @@ def _build_state(
     metrics.add_collector(
         DeploymentCollector(lambda: latest_per_model(readonly, decisions.router.names()))
     )
+    metrics.add_collector(OutboxCollector(partial(outbox_backlog, readonly)))
     return state, writer, engine, follower
 
 

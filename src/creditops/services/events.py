@@ -56,6 +56,7 @@ from creditops.store.outbox import (
 __all__ = [
     "BrokerUnavailableError",
     "EventBroker",
+    "OutboxBacklog",
     "OutboxPublisher",
     "PassResult",
     "PublishSummary",
