@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from creditops.errors import CreditopsError, InvalidInputError, NotFoundError
 from creditops.settings import get_settings
@@ -39,7 +40,8 @@ def context() -> Any:
 
 def fail(exc: CreditopsError) -> typer.Exit:
     code = 2 if isinstance(exc, (InvalidInputError, NotFoundError)) else 1
-    err.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
+    # The message is text, not markup: "creditops[spark]" must not be read as a style.
+    err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 
