@@ -7,7 +7,7 @@ adds them to the application defined in :mod:`creditops.cli`; shared helpers are
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -661,34 +661,50 @@ def drift(
     since: Annotated[str, typer.Option(help="Window of logged decisions: 24h, 7d, ISO.")] = "24h",
     spec: Annotated[Path | None, typer.Option(help="Spec, for file mode.")] = None,
     reference: Annotated[Path | None, typer.Option(help="Reference file (file mode).")] = None,
-    current: Annotated[Path | None, typer.Option(help="Current file (file mode).")] = None,
+    current: Annotated[
+        Path | None,
+        typer.Option(
+            help="Current file, or directory of Parquet or CSV files: against --reference "
+            "(exact), or with --name against the version's reference profile (binned)."
+        ),
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="With --name --current: the version number.")
+    ] = None,
+    alias: Annotated[
+        str | None, typer.Option(help="With --name --current: the alias (default production).")
+    ] = None,
+    engine: Annotated[
+        Literal["local", "spark"],
+        typer.Option(
+            help="Where --name --current is counted into the bins: here, or on Spark "
+            "(pip install 'creditops[spark]'); both give the same numbers."
+        ),
+    ] = "local",
+    master: Annotated[
+        str | None,
+        typer.Option(help="Spark master: local[2], spark://host:7077 (default: Spark's)."),
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report here.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Data drift: a model's logged window vs its reference, or two files vs each other."""
+    """Data drift: a model's logged window vs its reference, a file or directory vs a
+    version's reference profile (binned, here or on Spark), or two files vs each other."""
     from creditops.features.spec import load_spec
     from creditops.services import monitoring
 
     settings = get_settings()
-    if name and (reference or current):
+    if name and (reference or spec):
         raise fail(InvalidInputError("give either --name or --spec/--reference/--current"))
-    if name:
-        since_at = run(lambda: parse_since(since))
-        request = monitoring.CheckRequest(
-            model=name,
-            since=since_at,
-            triggered_by="cli",
-            kinds=("data_drift", "prediction_drift"),
+    if not (name and current) and (engine == "spark" or version or alias):
+        raise fail(
+            InvalidInputError("--engine spark, --version and --alias go with --name and --current")
         )
-        outcome = run(lambda: monitoring.run_checks(context(), sessions(), request))
-        scope: dict[str, object] = {
-            "model": name,
-            "version": outcome.version,
-            "window": f"{utc_text(since_at)} to now",
-        }
-        result = outcome.results["data_drift"] | {
-            "prediction_drift": outcome.results["prediction_drift"]
-        }
+    scope: dict[str, object]
+    if name and current:
+        scope, result = _binned_drift(name, current, (version, alias), (engine, master))
+    elif name:
+        scope, result = _window_drift(name, since)
     elif spec and reference and current:
         config = run(lambda: monitoring.drift_config(settings.monitor.drift))
         scope = {"spec": str(spec), "reference": str(reference), "current": str(current)}
@@ -696,7 +712,11 @@ def drift(
             lambda: monitoring.file_drift(load_spec(spec), reference, current, config).to_dict()
         )
     else:
-        raise fail(InvalidInputError("give --name NAME, or --spec SPEC --reference A --current B"))
+        raise fail(
+            InvalidInputError(
+                "give --name NAME [--current PATH], or --spec SPEC --reference A --current B"
+            )
+        )
     result = scope | result
     if report is not None and result["level"] == "insufficient_data":
         report = None  # nothing was judged, so there is nothing to draw
@@ -711,6 +731,56 @@ def drift(
         _print_drift(result, report)
     if result["level"] == "critical":
         raise typer.Exit(1)
+
+
+def _window_drift(name: str, since: str) -> tuple[dict[str, object], dict[str, Any]]:
+    """(scope, result) of the data and prediction drift of a served model's logged window."""
+    from creditops.services import monitoring
+
+    since_at = run(lambda: parse_since(since))
+    request = monitoring.CheckRequest(
+        model=name,
+        since=since_at,
+        triggered_by="cli",
+        kinds=("data_drift", "prediction_drift"),
+    )
+    outcome = run(lambda: monitoring.run_checks(context(), sessions(), request))
+    scope: dict[str, object] = {
+        "model": name,
+        "version": outcome.version,
+        "window": f"{utc_text(since_at)} to now",
+    }
+    result = outcome.results["data_drift"] | {
+        "prediction_drift": outcome.results["prediction_drift"]
+    }
+    return scope, result
+
+
+def _binned_drift(
+    name: str, current: Path, ref: tuple[str | None, str | None], engine: tuple[str, str | None]
+) -> tuple[dict[str, object], dict[str, Any]]:
+    """(scope, result) of ``current`` against the reference profile of ``name`` at ``ref``
+    (version, alias), counted here or on Spark (engine, master)."""
+    from creditops.services import monitoring
+    from creditops.services.model_versions import resolve_ref
+
+    kind, master = engine
+    if kind == "spark":
+        from creditops.services import spark_engine
+
+        run(spark_engine.require_pyspark)
+    reference = run(lambda: monitoring.binned_reference(context(), name, resolve_ref(*ref)))
+    if kind == "spark":
+        drift = run(lambda: spark_engine.drift_spark(reference, current, master))
+    else:
+        drift = run(lambda: monitoring.binned_file_drift(reference, current))
+    scope: dict[str, object] = {
+        "model": name,
+        "version": reference.version,
+        "current": str(current),
+        "engine": kind,
+    }
+    return scope, drift.to_dict()
 
 
 def _print_drift(result: dict[str, Any], report: Path | None) -> None:
@@ -751,6 +821,7 @@ def worker(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     run(lambda: run_worker(get_settings(), once=once))
+
 
 def publish(
     once: Annotated[

@@ -94,7 +94,8 @@ def spark_session(master: str | None) -> Iterator[SparkSession]:
     builder = SparkSession.builder.appName("creditops")
     if master:
         builder = builder.master(master)
-    is_local = master is None or master.startswith("local")
+    # No master and no gateway from spark-submit: PySpark starts a local one (local[*]).
+    is_local = (master or "local").startswith("local") and "PYSPARK_GATEWAY_PORT" not in os.environ
     if is_local and "PYSPARK_PYTHON" not in os.environ:
         # PySpark takes its workers' interpreter from this variable when the context starts.
         os.environ["PYSPARK_PYTHON"] = sys.executable
@@ -194,14 +195,21 @@ def _domain_error(exc: Exception) -> CreditopsError | None:
     if "No module named 'creditops'" in text:
         return InvalidInputError(
             "the Spark executors cannot import creditops: install it on them "
-            "(docs/operations.md, section Spark)",
+            "(docs/operations.md, Batch scoring and drift on Spark)",
             field="master",
         )
     return None
 
 
 def _prepare_output(output_dir: Path) -> None:
-    """Refuse to replace a non-empty directory that is not an earlier Spark output."""
+    """Refuse a CSV name, and to replace a non-empty directory that is not an earlier
+    Spark output."""
+    if output_dir.suffix.lower() == ".csv":
+        raise InvalidInputError(
+            f"--output {output_dir}: the Spark engine writes a directory of Parquet files, "
+            "not CSV; give a directory name",
+            field="output",
+        )
     if output_dir.is_file() or (
         output_dir.is_dir() and any(output_dir.iterdir()) and not (output_dir / "_SUCCESS").exists()
     ):
