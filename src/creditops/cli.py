@@ -11,6 +11,8 @@ stderr and a non-zero exit code: 2 for bad input or unknown names, 1 for everyth
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,6 +24,8 @@ from creditops.cli_support import (
     JsonOpt,
     NameOpt,
     context,
+    err,
+    fail,
     out,
     print_json,
     progress,
@@ -292,19 +296,72 @@ def models_history(
 @app.command()
 def score(
     name: NameOpt,
-    input_path: Annotated[Path, typer.Option("--input", help="Applicants (CSV or Parquet).")],
-    output: Annotated[Path, typer.Option("--output", help="Where to write the scored file.")],
+    input_path: Annotated[
+        Path,
+        typer.Option("--input", help="Applicants: a CSV or Parquet file, or a directory of them."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            help="Where to write the scored file (Parquet by its suffix, else CSV); with "
+            "--engine spark, a directory of Parquet files.",
+        ),
+    ],
     version: Annotated[str | None, typer.Option(help="Version number.")] = None,
     alias: Annotated[str | None, typer.Option(help="Alias, e.g. production.")] = None,
+    engine: Annotated[
+        Literal["local", "spark"],
+        typer.Option(
+            help="Score here, in chunks on every core, or on Spark (pip install "
+            "'creditops[spark]'); both write the same rows."
+        ),
+    ] = "local",
+    master: Annotated[
+        str, typer.Option(help="Spark master URL, with --engine spark: local[2], spark://h:7077.")
+    ] = "local[*]",
+    chunk_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-rows",
+            help="Rows scored at a time per worker (local engine; default 50,000): memory "
+            "grows with it, not with the input.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes (local engine; default: every core)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score a file: input columns plus pd, score, decision and reason codes."""
+    """Score a file or a directory of files: input columns plus pd, score, decision and
+    reason codes, row for row in input order."""
     from creditops.services.model_versions import resolve_ref
-    from creditops.services.scoring import score_file
 
     ctx = context()
     started = time.perf_counter()
-    outcome = run(lambda: score_file(ctx, name, resolve_ref(version, alias), input_path, output))
+    if engine == "spark":
+        try:
+            from creditops.services.spark_engine import score_spark
+        except ImportError:
+            raise fail(
+                InvalidInputError("--engine spark is not available in this installation")
+            ) from None
+        outcome = run(
+            lambda: score_spark(ctx, name, resolve_ref(version, alias), input_path, output, master)
+        )
+    else:
+        from creditops.services.batch import DEFAULT_CHUNK_ROWS, BatchOptions
+        from creditops.services.scoring import score_file
+
+        rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
+        with _rows_progress(err.is_terminal and not as_json) as on_progress:
+            options = run(lambda: BatchOptions(rows, workers, on_progress))
+            outcome = run(
+                lambda: score_file(
+                    ctx, name, resolve_ref(version, alias), input_path, output, options
+                )
+            )
     elapsed = time.perf_counter() - started
     if as_json:
         print_json(outcome.to_dict() | {"seconds": round(elapsed, 3)})
@@ -314,6 +371,45 @@ def score(
             f"Scored {outcome.rows} rows with {name} v{outcome.version} in {elapsed:.2f}s "
             f"({summary}) -> {outcome.output}"
         )
+
+
+@contextmanager
+def _rows_progress(enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A progress bar on stderr: rows scored of rows expected, rows per second since the
+    first chunk was written, and the time left at that rate."""
+    if not enabled:
+        yield None
+        return
+    from datetime import timedelta
+
+    from rich.progress import BarColumn, Progress, ProgressColumn, Task
+    from rich.text import Text
+
+    class RowsColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            total = f"{task.total:,.0f}" if task.total else "?"
+            text = f"{task.completed:,.0f}/{total} rows"
+            rate = float(task.fields.get("rate") or 0.0)
+            if rate > 0:
+                text += f", {rate:,.0f} rows/s"
+                if task.total and task.total > task.completed:
+                    left = timedelta(seconds=round((task.total - task.completed) / rate))
+                    text += f", {left} left"
+            return Text(text)
+
+    with Progress("scoring", BarColumn(), RowsColumn(), console=err) as bar:
+        task = bar.add_task("scoring", total=None, rate=0.0)
+        first: list[tuple[float, int]] = []
+
+        def update(done: int, expected: int | None) -> None:
+            now = time.perf_counter()
+            if not first:
+                first.append((now, done))
+            since, rows = first[0]
+            rate = (done - rows) / (now - since) if now > since else 0.0
+            bar.update(task, completed=done, total=expected, rate=rate)
+
+        yield update
 
 
 @policy_app.command("what-if")

@@ -1,4 +1,9 @@
-"""Batch scoring of files and the policy what-if analysis."""
+"""Batch scoring of files and the policy what-if analysis.
+
+:func:`scored_frame` is how a frame of applicants is scored in a file: the local engine
+applies it to each chunk (:mod:`creditops.services.batch`), the Spark engine to each Arrow
+batch, so both answer as if the whole table were scored at once.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from creditops.errors import InvalidInputError
-from creditops.features.dataset import read_table
+from creditops.features.dataset import open_chunked_table
 from creditops.modeling.bundle import ScoringModel, check_frame_columns
 from creditops.modeling.explain import MAX_REASONS
+from creditops.services import batch
 from creditops.services.context import AppContext
 from creditops.services.model_versions import load_model, load_test_set
 
@@ -56,25 +62,34 @@ def scored_frame(frame: pd.DataFrame, model: ScoringModel, name: str, version: s
     return out
 
 
-def score_file(
-    ctx: AppContext, name: str, ref: str, input_path: Path, output: Path
+def score_file(  # noqa: PLR0913 - the model, the input and the output; options holds the rest
+    ctx: AppContext,
+    name: str,
+    ref: str,
+    input_path: Path,
+    output: Path,
+    options: batch.BatchOptions | None = None,
 ) -> ScoreOutcome:
+    """Score a CSV or Parquet file, or a directory of such files, into ``output`` (Parquet
+    by its suffix, else CSV): every row as :func:`scored_frame` scores the whole table, read
+    and scored in chunks on every core and written in input order
+    (:mod:`creditops.services.batch`)."""
+    options = options or batch.BatchOptions()
+    table = open_chunked_table(input_path)
+    if batch.is_parallel(table, options):
+        batch.worker_context([__name__])  # the workers' imports overlap the registry's work
     loaded = load_model(ctx, name, ref)
-    frame = read_table(input_path)
-    check_frame_columns(frame, loaded.model)
-    out = scored_frame(frame, loaded.model, name, loaded.info.version)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() in {".parquet", ".pq"}:
-        out.to_parquet(output, index=False)
-    else:
-        out.to_csv(output, index=False)
-    counts = out["decision"].value_counts()
+    check_frame_columns(pd.DataFrame(columns=table.columns), loaded.model)
+    scorer = batch.ChunkScorer(
+        loaded.model, name, loaded.info.version, batch.output_format(output), scored_frame
+    )
+    result = batch.score_table(scorer, table, output, options)
     return ScoreOutcome(
         name=name,
         version=loaded.info.version,
-        rows=len(out),
+        rows=result.rows,
         output=output,
-        decisions={str(k): int(v) for k, v in counts.items()},
+        decisions=result.decisions,
     )
 
 
