@@ -380,9 +380,9 @@ class EventSettings(BaseModel):
 
     enabled: bool = Field(
         default=False,
-        description="Write an event for every decision, outcome, review override and "
-        "deployment change to the outbox (in the same transaction), and let the worker "
-        "publish them. Off: no events are written or published.",
+        description="Write an event for every decision, outcome and review override to "
+        "the outbox (in the same transaction), and let the worker publish them. Off: no "
+        "events are written or published.",
     )
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",

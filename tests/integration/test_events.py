@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from creditops.store.decision_records import DecisionRecord
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import upgrade_database
 from creditops.store.outbox import OutboxRepository, event_document
+from creditops.store.repositories import DecisionRepository
 from creditops.store.tables import EventOutboxRow
 from tests.integration.server_harness import (
     creditops_command,
@@ -552,3 +553,47 @@ def test_outbox_gauges_follow_the_store(sessions: sessionmaker[Session]) -> None
         raise RuntimeError("database gone")
 
     assert list(OutboxCollector(broken).collect()) == []  # the scrape still answers
+
+
+# -- outcomes and review overrides ----------------------------------------------------------
+def test_outcomes_and_overrides_get_their_events_in_their_transactions(
+    engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    from creditops.services.outcomes import OutcomeInput, record_outcomes
+    from creditops.services.reviews import Verdict, submit_review
+
+    rng = random.Random(3)
+    decided = make_record(rng, "taiwan")
+    in_review = replace(make_record(rng, "german"), decision="review")
+    with sessions.begin() as session:
+        DecisionRepository(session).add_many([decided, in_review])
+    settings = EventSettings(enabled=True)
+    outcome = OutcomeInput(decided.decision_id, None, True, T0)
+    record_outcomes(sessions, [outcome], "test", settings)
+    record_outcomes(sessions, [outcome], "test", settings)  # unchanged: no second event
+    record_outcomes(sessions, [replace(outcome, defaulted=False)], "test", settings)
+    record_outcomes(sessions, [outcome], "test", EventSettings())  # events off
+    submit_review(
+        sessions, in_review.decision_id, Verdict("approve", "MGR", "ok", "ann"), "test", settings
+    )
+
+    documents = [json.loads(r.payload) for r in outbox_rows(engine)]
+    assert [(d["type"], d["model"]) for d in documents] == [
+        ("outcome.recorded", "taiwan"),
+        ("outcome.recorded", "taiwan"),
+        ("decision.overridden", "german"),
+    ]
+    assert [d["data"]["change"] for d in documents[:2]] == ["created", "updated"]
+    assert [d["data"]["defaulted"] for d in documents[:2]] == [True, False]
+    assert documents[0]["data"]["observed_at"] == "2026-12-04T09:30:00.123456Z"
+    override = documents[2]["data"]
+    assert (override["original_decision"], override["final_decision"]) == ("review", "approve")
+    schemas = {
+        "creditops.outcome/1": json.loads(
+            (ROOT / "docs/events/outcome.v1.schema.json").read_text()
+        ),
+        "creditops.decision/1": DECISION_SCHEMA,
+    }
+    for document in documents:
+        validator = jsonschema_rs.validator_for(schemas[document["schema"]])
+        assert not [e.message for e in validator.iter_errors(document)], document

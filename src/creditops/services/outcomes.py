@@ -9,8 +9,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from creditops.domain.windows import utc_text
 from creditops.errors import InvalidInputError
+from creditops.services.events import record_event
+from creditops.settings import EventSettings
 from creditops.store.admin_repositories import AuditRepository
+from creditops.store.outbox import OUTCOME_RECORDED
 from creditops.store.repositories import DecisionRepository, OutcomeRepository
 from creditops.store.tables import DecisionRow
 
@@ -32,11 +36,16 @@ class FeedbackResult:
 
 
 def record_outcomes(
-    sessions: sessionmaker[Session], items: Sequence[OutcomeInput], actor: str
+    sessions: sessionmaker[Session],
+    items: Sequence[OutcomeInput],
+    actor: str,
+    events: EventSettings | None = None,
 ) -> FeedbackResult:
     """Link observed outcomes to earlier decisions; idempotent; unknown ids reported back.
 
-    An ``application_id`` alone links to that application's most recent decision.
+    An ``application_id`` alone links to that application's most recent decision. With
+    ``events`` enabled each new or changed outcome also gets its ``outcome.recorded`` event
+    in the same transaction (an unchanged repeat gets none).
     """
     result = FeedbackResult(0, 0, 0, [])
     now = datetime.now(UTC)
@@ -74,6 +83,22 @@ def record_outcomes(
             observed = item.observed_at or (known.observed_at if known else now)
             status = outcomes.record(row.decision_id, row.application_id, item.defaulted, observed)
             setattr(result, status, getattr(result, status) + 1)
+            if events is not None and status != "unchanged":
+                record_event(
+                    session,
+                    events,
+                    event_type=OUTCOME_RECORDED,
+                    model=row.model_name,
+                    version=row.model_version,
+                    occurred_at=now,
+                    data={
+                        "decision_id": row.decision_id,
+                        "application_id": row.application_id,
+                        "defaulted": item.defaulted,
+                        "observed_at": utc_text(observed),
+                        "change": status,
+                    },
+                )
         AuditRepository(session).add(
             actor=actor,
             action="feedback.record",

@@ -10,7 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.errors import InvalidInputError, NotFoundError
 from creditops.services.archive import decision_dict
+from creditops.services.events import record_event
+from creditops.settings import EventSettings
 from creditops.store.admin_repositories import AuditRepository
+from creditops.store.outbox import DECISION_OVERRIDDEN
 from creditops.store.repositories import DecisionRepository, ReviewRepository
 
 
@@ -34,9 +37,15 @@ class Verdict:
 
 
 def submit_review(
-    sessions: sessionmaker[Session], decision_id: str, verdict: Verdict, actor: str
+    sessions: sessionmaker[Session],
+    decision_id: str,
+    verdict: Verdict,
+    actor: str,
+    events: EventSettings | None = None,
 ) -> dict[str, Any]:
-    """Record a reviewer's final decision against the original; the original stays."""
+    """Record a reviewer's final decision against the original; the original stays. With
+    ``events`` enabled, an override (a review with a reason code) also gets its
+    ``decision.overridden`` event in the same transaction."""
     final_decision, override_reason_code = verdict.final_decision, verdict.override_reason_code
     with sessions.begin() as session:
         decision = DecisionRepository(session).get(decision_id)
@@ -61,6 +70,23 @@ def submit_review(
             outcome="ok",
             details={"final_decision": final_decision, "override": override_reason_code},
         )
+        if events is not None and override_reason_code is not None:
+            record_event(
+                session,
+                events,
+                event_type=DECISION_OVERRIDDEN,
+                model=decision.model_name,
+                version=decision.model_version,
+                occurred_at=review.created_at,
+                data={
+                    "decision_id": decision_id,
+                    "review_id": review.id,
+                    "original_decision": decision.decision,
+                    "final_decision": final_decision,
+                    "override_reason_code": override_reason_code,
+                    "reviewer": verdict.reviewer,
+                },
+            )
         return {
             "review_id": review.id,
             "decision_id": decision_id,

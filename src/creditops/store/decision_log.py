@@ -79,6 +79,8 @@ class _Pending:
 
 
 _STOP: Final = object()
+# PostgreSQL's limit of bound parameters per statement is 65535; stay well below it.
+_PG_MAX_VARIABLES: Final = 30_000
 
 
 class DecisionLogWriter:
@@ -320,7 +322,7 @@ class DecisionLogWriter:
                 limit = self._sqlite_max_variables()
                 statements = prepared.sqlite_statements(rows, limit)
                 if outbox is not None and events:
-                    statements += outbox.sqlite_statements(events, limit)
+                    statements += outbox.statements(events, limit)
                 if len(statements) > 1:
                     cursor.execute("BEGIN IMMEDIATE")
                 for sql, parameters in statements:
@@ -328,7 +330,8 @@ class DecisionLogWriter:
             else:
                 cursor.executemany(prepared.sql, prepared.parameters(rows))
                 if outbox is not None and events:
-                    cursor.executemany(outbox.sql, outbox.parameters(events))
+                    for sql, parameters in outbox.statements(events, _PG_MAX_VARIABLES):
+                        cursor.execute(sql, parameters)
             cursor.close()
             connection.commit()
         except prepared.dbapi_error as exc:
