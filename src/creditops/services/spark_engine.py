@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from creditops.errors import CreditopsError, DataError, IntegrityError, InvalidInputError
@@ -284,7 +283,9 @@ def binned_counts(
     frame: DataFrame, profile: Mapping[str, Any], features: Sequence[str]
 ) -> dict[str, BinnedCounts]:
     """Counts of ``frame`` per bin of ``profile`` (numeric: per grid bin with the sum of
-    the values; categorical: per canonical category), all features in one aggregation."""
+    the values; categorical: per canonical category), all features in one aggregation
+    over the union of one narrow projection per feature (a columnar source reads each
+    feature's column once)."""
     from pyspark.sql import functions as sf
 
     available = profile.get("features") or {}
@@ -299,18 +300,17 @@ def binned_counts(
             "the current data lacks feature columns", count=len(absent), examples=absent
         )
     types = {f.name: f.dataType for f in frame.schema.fields}
-    categorical: list[Column] = []
-    numeric = _NumericBins()
+    parts: list[DataFrame] = []
+    not_number: dict[str, Column] = {}
     for i, name in enumerate(features):
         if available[name].get("type") == "categorical":
-            categorical.append(_category_key(i, _col(name), types[name]).alias(f"k{i}"))
+            parts.append(frame.select(_category_key(i, _col(name), types[name]).alias("key")))
         else:
-            numeric.add(i, name, types[name], numeric_grid(available[name]))
-    binned = numeric.bucketize(frame.select(*categorical, *numeric.columns))
-    keys = [sf.col(f"k{i}") for i, name in enumerate(features) if name not in numeric.not_number]
-    stacked = sf.array(*keys, *numeric.keys())
+            grid = [float(g) for g in numeric_grid(available[name])]
+            part, not_number[name] = _numeric_keys(frame, i, name, types[name], grid)
+            parts.append(part)
     groups = (
-        binned.select(sf.explode(stacked).alias("key"))
+        functools.reduce(lambda a, b: a.unionByName(b), parts)
         .select("key.*")
         .groupBy("feature", "bin", "text", "number")
         .agg(sf.count(sf.lit(1)).alias("n"), sf.sum("value").alias("total"))
@@ -320,7 +320,7 @@ def binned_counts(
         (int(g["feature"]), int(g["bin"]), g["text"], g["number"], int(g["n"]), g["total"])
         for g in groups
     ]
-    _refuse_text_in_numbers(frame, features, numeric.not_number, rows)
+    _refuse_text_in_numbers(frame, features, not_number, rows)
     return {name: _counts_of(i, name, available[name], rows) for i, name in enumerate(features)}
 
 
@@ -330,75 +330,52 @@ def _col(name: str) -> Column:
     return sf.col("`" + name.replace("`", "``") + "`")
 
 
-class _NumericBins:
-    """The numeric features of one aggregation: each value's state (in the grid, missing,
-    not a number) and its grid bin, found by Spark ML's ``Bucketizer`` (a binary search
-    in the JVM). ``Bucketizer``'s buckets are closed on the left, ``[a, b)``, and the
-    profile's on the right, ``(a, b]``: negated values in negated, reversed splits give
-    the profile's bins (``-x`` in ``[-b, -a)`` exactly when ``x`` in ``(a, b]``)."""
+def _numeric_keys(
+    frame: DataFrame, i: int, name: str, dtype: DataType, grid: Sequence[float]
+) -> tuple[DataFrame, Column]:
+    """One numeric feature's ``(feature, bin, value)`` keys, and its not-a-number test.
 
-    def __init__(self) -> None:
-        self.columns: list[Column] = []
-        self.not_number: dict[str, Column] = {}
-        self._grids: dict[int, list[float]] = {}
+    The grid bin comes from Spark ML's ``Bucketizer`` (a binary search in the JVM), whose
+    buckets are closed on the left, ``[a, b)``, where the profile's are closed on the
+    right, ``(a, b]``: the negated value in the negated, reversed grid gives the profile's
+    bin (``-x`` in ``[-b, -a)`` exactly when ``x`` in ``(a, b]``), and bucket ``j`` of
+    ``-x`` is grid bin ``len(grid) - j``. Text (a CSV) is parsed as a number, as locally.
+    """
+    from pyspark.ml.feature import Bucketizer
+    from pyspark.sql import functions as sf
+    from pyspark.sql.types import NumericType
 
-    def add(self, i: int, name: str, dtype: DataType, grid: npt.NDArray[np.float64]) -> None:
-        from pyspark.sql import functions as sf
-        from pyspark.sql.types import NumericType
-
-        if isinstance(dtype, NumericType):
-            value = _col(name).cast("double")
-            not_number = sf.lit(False)
-        else:  # text (a CSV): parsed as a number, as the local engine parses it
-            quoted = "`" + name.replace("`", "``") + "`"
-            text = sf.trim(_col(name).cast("string"))
-            value = sf.expr(f"try_cast(trim(cast({quoted} AS STRING)) AS DOUBLE)")
-            not_number = (text.isNotNull() & (text != "")) & (
-                value.isNull() | sf.isnan(value) | (sf.abs(value) == _INFINITY)
-            )
-        missing = value.isNull() | sf.isnan(value) | (sf.abs(value) == _INFINITY)
-        state = sf.when(not_number, _BAD_BIN).when(missing, _MISSING_BIN).otherwise(0)
-        self.columns += [
-            state.alias(f"s{i}"),
-            sf.when(state == 0, value).alias(f"v{i}"),
-            sf.when(state == 0, -value).otherwise(0.0).alias(f"n{i}"),
-        ]
-        self.not_number[name] = not_number
-        self._grids[i] = [float(g) for g in grid]
-
-    def bucketize(self, frame: DataFrame) -> DataFrame:
-        from pyspark.ml.feature import Bucketizer
-
-        gridded = [i for i, grid in self._grids.items() if grid]
-        if not gridded:
-            return frame
-        splits = [[-_INFINITY, *sorted(-g for g in self._grids[i]), _INFINITY] for i in gridded]
-        bucketizer = Bucketizer(
-            splitsArray=splits,
-            inputCols=[f"n{i}" for i in gridded],
-            outputCols=[f"b{i}" for i in gridded],
+    if isinstance(dtype, NumericType):
+        value = _col(name).cast("double")
+        not_number = sf.lit(False)
+    else:
+        quoted = "`" + name.replace("`", "``") + "`"
+        text = sf.trim(_col(name).cast("string"))
+        value = sf.expr(f"try_cast(trim(cast({quoted} AS STRING)) AS DOUBLE)")
+        not_number = (text.isNotNull() & (text != "")) & (
+            value.isNull() | sf.isnan(value) | (sf.abs(value) == _INFINITY)
         )
-        return bucketizer.transform(frame)
-
-    def keys(self) -> list[Column]:
-        """Per feature ``(feature, bin, value)``; bucket ``j`` of the negated value is grid
-        bin ``len(grid) - j``."""
-        from pyspark.sql import functions as sf
-
-        out = []
-        for i, grid in self._grids.items():
-            in_grid = (sf.lit(len(grid)) - sf.col(f"b{i}").cast("int")) if grid else sf.lit(0)
-            state = sf.col(f"s{i}")
-            out.append(
-                sf.struct(
-                    sf.lit(i).alias("feature"),
-                    sf.when(state == 0, in_grid).otherwise(state).alias("bin"),
-                    sf.lit(None).cast("string").alias("text"),
-                    sf.lit(None).cast("double").alias("number"),
-                    sf.col(f"v{i}").alias("value"),
-                )
-            )
-        return out
+    missing = value.isNull() | sf.isnan(value) | (sf.abs(value) == _INFINITY)
+    state = sf.when(not_number, _BAD_BIN).when(missing, _MISSING_BIN).otherwise(0)
+    prepared = frame.select(
+        state.alias("state"),
+        sf.when(state == 0, value).alias("value"),
+        sf.when(state == 0, -value).otherwise(0.0).alias("negated"),
+    )
+    in_grid = sf.lit(0)
+    if grid:
+        splits = [-_INFINITY, *sorted(-g for g in grid), _INFINITY]
+        bucketizer = Bucketizer(splits=splits, inputCol="negated", outputCol="bucket")
+        prepared = bucketizer.transform(prepared)
+        in_grid = sf.lit(len(grid)) - sf.col("bucket").cast("int")
+    key = sf.struct(
+        sf.lit(i).alias("feature"),
+        sf.when(sf.col("state") == 0, in_grid).otherwise(sf.col("state")).alias("bin"),
+        sf.lit(None).cast("string").alias("text"),
+        sf.lit(None).cast("double").alias("number"),
+        sf.col("value").alias("value"),
+    )
+    return prepared.select(key.alias("key")), not_number
 
 
 def _category_key(i: int, column: Column, dtype: DataType) -> Column:
