@@ -285,7 +285,7 @@ def test_cli_other_bad_inputs(cli: CliRunner, tmp_path: Path) -> None:
                 "--version",
                 "999",
                 "--input",
-                str(empty),
+                str(DATA / "taiwan_credit_card.csv"),
                 "--output",
                 str(tmp_path / "o.csv"),
             ],
