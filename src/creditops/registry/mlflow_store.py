@@ -84,7 +84,7 @@ class MlflowStore:
             # MLflow's file registry store reads versions through a default MlflowClient(),
             # which would otherwise create ./mlflow.db in the working directory.
             overrides["MLFLOW_TRACKING_URI"] = self.uri
-        with _scoped_env(overrides):
+        with scoped_env(overrides):
             try:
                 yield
             except CreditopsError:
@@ -152,7 +152,9 @@ def _translate(exc: Any, what: str) -> CreditopsError:
 
 
 @contextlib.contextmanager
-def _scoped_env(overrides: Mapping[str, str]) -> Iterator[None]:
+def scoped_env(overrides: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and restore them after (serialised: the
+    environment is process-wide). Also used by the batch scorer's fork server start."""
     if not overrides:
         yield
         return

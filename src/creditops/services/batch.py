@@ -27,7 +27,6 @@ and 1-based row numbers over the whole table (:func:`whole_table_refusal`).
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
 import secrets
@@ -50,6 +49,7 @@ from creditops.errors import CreditopsError, DataError, InvalidInputError
 from creditops.features.dataset import ChunkedTable, TableChunk, parse_numeric
 from creditops.modeling.bundle import ModelBundle, ScoringModel
 from creditops.modeling.explain import MAX_REASONS
+from creditops.registry.mlflow_store import scoped_env
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -203,20 +203,6 @@ def _score_in_worker(batch: pa.RecordBatch, with_header: bool) -> ScoredChunk:
     return _worker_scorer.score(batch, with_header=with_header)
 
 
-@contextlib.contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def worker_context(modules: Sequence[str] = ()) -> BaseContext:
     """The fork server (started here if it is not running yet) that has imported this
     module and ``modules``, with one OpenMP thread per process; ``spawn`` where there is
@@ -230,7 +216,7 @@ def worker_context(modules: Sequence[str] = ()) -> BaseContext:
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__, *modules])
-    with _environment(OMP_NUM_THREADS="1"):
+    with scoped_env({"OMP_NUM_THREADS": "1"}):
         forkserver.ensure_running()
     return context
 
