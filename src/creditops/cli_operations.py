@@ -305,7 +305,11 @@ def _deploy_action(action: str) -> Any:
         from creditops.services.access import cli_actor
         from creditops.services.deployments import act
 
-        row = run(lambda: act(sessions(), deployment_id, action, cli_actor(), reason))
+        row = run(
+            lambda: act(
+                sessions(), deployment_id, action, cli_actor(), reason, get_settings().events
+            )
+        )
         if as_json:
             print_json(row)
         else:

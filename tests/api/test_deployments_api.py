@@ -7,10 +7,12 @@ real-process acceptance is in tests/integration/test_deployments_server.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema_rs
 import mlflow
 import pytest
 from fastapi.testclient import TestClient
@@ -22,11 +24,11 @@ from creditops.domain.access import SCOPES
 from creditops.registry.records import RegistrationRequest
 from creditops.services.access import create_key
 from creditops.services.context import AppContext
-from creditops.services.deployments import drive
+from creditops.services.deployments import drive, promote_alias, rollback
 from creditops.settings import Settings
 from creditops.store.engine import create_db_engine, session_factory
 from creditops.store.migrations_api import ensure_current
-from creditops.store.tables import AuditRow, DecisionRow, ShadowDecisionRow
+from creditops.store.tables import AuditRow, DecisionRow, EventOutboxRow, ShadowDecisionRow
 from tests.api.conftest import auth
 from tests.api.test_api import applicant
 from tests.factories import train_demo_model
@@ -61,6 +63,7 @@ def settings(home: Path) -> Settings:
         home=home,
         serve={"reload_interval_s": 0},  # the tests call the follower themselves
         deploy={"min_decisions": 50, "step_interval_s": 0.1, "keep_warm_s": 3600},
+        events={"enabled": True},  # the outbox only: no publisher runs here
     )
 
 
@@ -250,3 +253,74 @@ def test_a_version_that_failed_its_gate_is_not_served(
     assert "refusing to serve taiwan v3" in caplog.text
     served = client.get("/v1/models", headers=auth(keys["read"])).json()
     assert served[0]["serving_version"] == "1"
+
+
+DEPLOYMENT_SCHEMA = json.loads(
+    (Path(__file__).parents[2] / "docs/events/deployment.v1.schema.json").read_text()
+)
+
+
+def test_every_deployment_change_is_an_event_with_its_audit_entry(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """Runs last: every deployment.* audit entry the tests above caused has its
+    deployment.changed event, in the same order, carrying the state after the change; a
+    direct alias move and a rollback to a named version have theirs without a deployment."""
+    state = state_of(client)
+    ctx = state.ctx
+    promote_alias(
+        ctx, state.sessions, "taiwan", "2", "production", force=False, reason="direct", actor="t"
+    )
+    rollback(ctx, state.sessions, "taiwan", "t", "back to one", to="1")
+    with state.sessions() as session:
+        audits = session.scalars(
+            select(AuditRow)
+            .where(
+                AuditRow.action.like("deployment.%")
+                | AuditRow.action.in_(["model.promote", "model.rollback"])
+            )
+            .order_by(AuditRow.id)
+        ).all()
+        rows = session.scalars(
+            select(EventOutboxRow)
+            .where(EventOutboxRow.event_type == "deployment.changed")
+            .order_by(EventOutboxRow.id)
+        ).all()
+    documents = [json.loads(r.payload) for r in rows]
+    validator = jsonschema_rs.validator_for(DEPLOYMENT_SCHEMA)
+    for document in documents:
+        assert not [e.message for e in validator.iter_errors(document)], document
+    # one event per change, in the audit trail's order (a promote of staging is not production)
+    first = next(i for i, a in enumerate(audits) if a.action.startswith("deployment."))
+    expected = [
+        a.action.removeprefix("deployment.").removeprefix("model.")
+        for a in audits[first:]  # the training before the first deployment had events off
+        if a.action != "model.promote" or a.details.get("alias") == "production"
+    ]
+    assert [d["data"]["action"] for d in documents] == expected
+    assert len(documents) >= 10
+    # the last event of each deployment carries its final state and who serves production
+    listed = client.get("/v1/models/deployments?limit=100", headers=auth(keys["read"])).json()
+    last = {d["data"]["deployment_id"]: d["data"] for d in documents}
+    for deployment in listed:
+        data = last[deployment["deployment_id"]]
+        assert (data["state"], data["traffic_share"]) == (
+            deployment["state"],
+            deployment["traffic_share"],
+        )
+        serving = (
+            data["candidate_version"] if data["state"] == "succeeded" else data["stable_version"]
+        )
+        assert data["production_version"] == serving
+    direct, named = documents[-2]["data"], documents[-1]["data"]
+    assert (direct["deployment_id"], direct["production_version"], direct["reason"]) == (
+        None,
+        "2",
+        "direct",
+    )
+    assert (named["action"], named["stable_version"], named["production_version"]) == (
+        "rollback",
+        "2",
+        "1",
+    )
+    assert ctx.registry.find_alias("taiwan", "production").version == "1"  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DatabaseIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,15 +42,17 @@ from creditops.modeling.fairness import protected_groups
 from creditops.monitoring.canary import ArmWindow, GateThresholds, compare_shadow, judge_step
 from creditops.registry.records import VersionInfo
 from creditops.services.context import AppContext
+from creditops.services.events import record_event
 from creditops.services.model_versions import load_model, servable
 from creditops.services.model_versions import promote as move_alias
-from creditops.settings import DeploySettings
+from creditops.settings import DeploySettings, EventSettings
 from creditops.store.admin_repositories import AuditRepository
 from creditops.store.deployment_repositories import (
     DeploymentRepository,
     ServingProcessRepository,
     ShadowRepository,
 )
+from creditops.store.outbox import DEPLOYMENT_CHANGED
 from creditops.store.tables import DecisionRow, DeploymentRow, ShadowDecisionRow
 
 log = logging.getLogger("creditops.deployments")
@@ -79,15 +82,88 @@ def _event(event: str, actor: str, detail: str = "", **extra: Any) -> dict[str, 
     return {"at": utc_text(_now()), "event": event, "actor": actor, "detail": detail, **extra}
 
 
-def _audit(
-    session: Session, actor: str, action: str, row: DeploymentRow, details: dict[str, Any]
+def _audit(  # noqa: PLR0913 - the session, who, what, which deployment, details, events
+    session: Session,
+    actor: str,
+    action: str,
+    row: DeploymentRow,
+    details: dict[str, Any],
+    events: EventSettings | None,
 ) -> None:
+    """The audit entry of a deployment change and, with events on, its ``deployment.changed``
+    event, both in the caller's transaction (after the change, so the event carries the new
+    state)."""
     AuditRepository(session).add(
         actor=actor,
         action=action,
         target=row.model_name,
         outcome="ok",
         details={"deployment_id": row.deployment_id, **details},
+    )
+    if events is None or not events.enabled:
+        return
+    now = session.scalars(
+        select(DeploymentRow)
+        .where(DeploymentRow.deployment_id == row.deployment_id)
+        .execution_options(populate_existing=True)
+    ).one()
+    record_event(
+        session,
+        events,
+        event_type=DEPLOYMENT_CHANGED,
+        model=now.model_name,
+        version=now.candidate_version,
+        occurred_at=now.updated_at,
+        data={
+            "deployment_id": now.deployment_id,
+            "action": action.removeprefix("deployment."),
+            "state": now.state,
+            "strategy": now.strategy,
+            "stable_version": now.stable_version,
+            "candidate_version": now.candidate_version,
+            "traffic_share": now.traffic_share,
+            "production_version": _production_after(now),
+            "actor": actor,
+            "reason": str(details.get("reason", "")),
+        },
+    )
+
+
+def _production_after(row: DeploymentRow) -> str | None:
+    """The version behind the ``production`` alias once this change is committed."""
+    return row.candidate_version if row.state == "succeeded" else row.stable_version
+
+
+def _alias_event(  # noqa: PLR0913 - the session, the settings and the move
+    session: Session,
+    events: EventSettings,
+    name: str,
+    before: str | None,
+    after: str,
+    action: str,
+    actor: str,
+    reason: str,
+) -> None:
+    """``deployment.changed`` for a ``production`` alias moved outside a deployment (a direct
+    promotion or a rollback to a named version): no deployment id, no strategy."""
+    record_event(
+        session,
+        events,
+        event_type=DEPLOYMENT_CHANGED,
+        model=name,
+        version=after,
+        data={
+            "deployment_id": None,
+            "action": action,
+            "state": None,
+            "strategy": None,
+            "stable_version": before,
+            "candidate_version": after,
+            "traffic_share": 1.0,
+            "production_version": after,
+            "actor": actor,
+            "reason": reason,
+        },
     )
 
 
@@ -181,6 +257,7 @@ def start(
                     "stable": row.stable_version,
                     "reason": request.reason,
                 },
+                ctx.settings.events,
             )
     except DatabaseIntegrityError:
         raise ConflictError(
@@ -191,8 +268,13 @@ def start(
     return get(sessions, row.deployment_id)
 
 
-def act(
-    sessions: sessionmaker[Session], deployment_id: str, action: str, actor: str, reason: str = ""
+def act(  # noqa: PLR0913 - which deployment, what, who, why, and the events setting
+    sessions: sessionmaker[Session],
+    deployment_id: str,
+    action: str,
+    actor: str,
+    reason: str = "",
+    events: EventSettings | None = None,
 ) -> dict[str, Any]:
     """Pause, resume or abort a deployment (an abort leaves the stable version serving)."""
     with sessions.begin() as session:
@@ -216,7 +298,14 @@ def act(
             values.update(traffic_share=0.0, finished_at=_now())
         if not repo.move(deployment_id, [row.state], **values):
             raise ConflictError("the deployment changed meanwhile; try again", field="state")
-        _audit(session, actor, f"deployment.{action}", row, {"reason": reason, "from": row.state})
+        _audit(
+            session,
+            actor,
+            f"deployment.{action}",
+            row,
+            {"reason": reason, "from": row.state},
+            events,
+        )
     return get(sessions, deployment_id)
 
 
@@ -265,6 +354,18 @@ def rollback(  # noqa: PLR0913 - the model, who, why and an optional target
                 "reason": reason,
             },
         )
+        if ctx.settings.events.enabled:
+            before = current.version if current else None
+            _alias_event(
+                session,
+                ctx.settings.events,
+                name,
+                before,
+                target.version,
+                "rollback",
+                actor,
+                reason,
+            )
     return {
         "model": name,
         "from_version": current.version if current else None,
@@ -316,6 +417,7 @@ def promote_alias(  # noqa: PLR0913 - the alias move of `creditops models promot
             field="to",
         )
     before = ctx.registry.get_version(name, version)
+    before_production = ctx.registry.find_alias(name, "production")
     info = move_alias(ctx, name, version, alias, force=force, reason=reason, actor=actor)
     with sessions.begin() as session:
         audit = AuditRepository(session)
@@ -330,6 +432,18 @@ def promote_alias(  # noqa: PLR0913 - the alias move of `creditops models promot
             "ok",
             {"alias": alias, "reason": reason},
         )
+        if alias == "production" and ctx.settings.events.enabled:
+            production = before_production.version if before_production else None
+            _alias_event(
+                session,
+                ctx.settings.events,
+                name,
+                production,
+                info.version,
+                "promote",
+                actor,
+                reason,
+            )
     return info
 
 
@@ -546,7 +660,14 @@ def _begin(
             history=[*row.history, _event("progressing", "worker", detail, step=0, share=share)],
         )
         if moved:
-            _audit(session, "worker", "deployment.step", row, {"step": 0, "share": share})
+            _audit(
+                session,
+                "worker",
+                "deployment.step",
+                row,
+                {"step": 0, "share": share},
+                ctx.settings.events,
+            )
     if not moved:
         return f"{row.model_name}: deployment {row.deployment_id} changed meanwhile"
     if row.strategy in ("immediate", "blue_green", "rolling"):
@@ -619,6 +740,7 @@ def _judge(
                 "deployment.step",
                 row,
                 {"step": step, "share": share, "gate": verdict.to_dict()},
+                ctx.settings.events,
             )
     return (
         f"{row.model_name}: deployment {row.deployment_id} passed step {row.step}, at {share:.0%}"
@@ -700,6 +822,7 @@ def _succeed(
                 "deployment.promote",
                 row,
                 {"from": row.stable_version, "to": row.candidate_version},
+                ctx.settings.events,
             )
     return (
         f"{row.model_name}: {row.deployment_id} succeeded, production is v{row.candidate_version}"
@@ -760,6 +883,7 @@ def finish_experiment(  # noqa: PLR0913 - the experiment, who, the verdict, what
             "deployment.conclude",
             row,
             {"verdict": verdict, "kept": row.stable_version},
+            ctx.settings.events,
         )
     return f"{row.model_name}: experiment {row.deployment_id} concluded ({verdict}), control kept"
 
@@ -797,6 +921,7 @@ def _roll_back(  # noqa: PLR0913 - the deployment, who, why and the evidence
             "deployment.rollback",
             row,
             {"reason": reason, "evidence": evidence, "back_to": row.stable_version},
+            ctx.settings.events,
         )
     _alert(ctx, row, reason, evidence)
     return get(sessions, row.deployment_id)

@@ -11,7 +11,15 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from creditops.api.deps import ContextDep, Offset, ReadScope, SessionsDep, StateDep, scope
+from creditops.api.deps import (
+    ContextDep,
+    Offset,
+    ReadScope,
+    SessionsDep,
+    SettingsDep,
+    StateDep,
+    scope,
+)
 from creditops.domain.access import Principal
 from creditops.services import deployments
 from creditops.services.model_versions import list_models
@@ -244,12 +252,15 @@ def _action(name: str) -> Callable[..., Any]:
     async def handler(
         deployment_id: DeploymentId,
         sessions: SessionsDep,
+        settings: SettingsDep,
         body: ActionBody | None = None,
         principal: Principal = needed,
     ) -> DeploymentResponse:
         reason = body.reason if body else ""
         actor = principal.actor
-        row = await run_in_threadpool(deployments.act, sessions, deployment_id, name, actor, reason)
+        row = await run_in_threadpool(
+            deployments.act, sessions, deployment_id, name, actor, reason, settings.events
+        )
         return DeploymentResponse(**row)
 
     handler.__name__ = f"{name}_deployment"

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from creditops.api.deps import Offset, ReadScope, SessionsDep, StateDep, scope
+from creditops.api.deps import Offset, ReadScope, SessionsDep, SettingsDep, StateDep, scope
 from creditops.api.routes.deployments import NameField, VersionField
 from creditops.domain.access import Principal
 from creditops.domain.windows import parse_time
@@ -187,13 +187,20 @@ async def stop_ab_test(
     experiment_id: ExperimentId,
     principal: DeployKey,
     sessions: SessionsDep,
+    settings: SettingsDep,
     body: ReasonBody | None = None,
 ) -> AbTestResponse:
     """Stop now: control keeps answering."""
     await _experiment(sessions, experiment_id)
     reason = body.reason if body else ""
     row = await run_in_threadpool(
-        deployments.act, sessions, experiment_id, "abort", principal.actor, reason
+        deployments.act,
+        sessions,
+        experiment_id,
+        "abort",
+        principal.actor,
+        reason,
+        settings.events,
     )
     return _response(row)
 
