@@ -332,6 +332,14 @@ def score(
         int | None,
         typer.Option(help="Worker processes (local engine; default: every core)."),
     ] = None,
+    reasons_for: Annotated[
+        Literal["all", "adverse"],
+        typer.Option(
+            "--reasons-for",
+            help="Reason codes for every row, or only for review and decline rows (as the "
+            "API answers by default; about half the work).",
+        ),
+    ] = "all",
     as_json: JsonOpt = False,
 ) -> None:
     """Score a file or a directory of files: input columns plus pd, score, decision and
@@ -348,7 +356,9 @@ def score(
                 InvalidInputError("--engine spark is not available in this installation")
             ) from None
         outcome = run(
-            lambda: score_spark(ctx, name, resolve_ref(version, alias), input_path, output, master)
+            lambda: score_spark(
+                ctx, name, resolve_ref(version, alias), input_path, output, master, reasons_for
+            )
         )
     else:
         from creditops.services.batch import DEFAULT_CHUNK_ROWS, BatchOptions
@@ -356,7 +366,7 @@ def score(
 
         rows = DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows
         with _rows_progress(err.is_terminal and not as_json) as on_progress:
-            options = run(lambda: BatchOptions(rows, workers, on_progress))
+            options = run(lambda: BatchOptions(rows, workers, on_progress, reasons_for))
             outcome = run(
                 lambda: score_file(
                     ctx, name, resolve_ref(version, alias), input_path, output, options

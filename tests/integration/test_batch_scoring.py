@@ -246,3 +246,33 @@ def test_bad_options_are_one_line(
     args = ("--input", str(source), "--output", str(tmp_path / "o.csv"), option, value)
     code, _, err = score(home, monkeypatch, *args)
     assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1
+
+
+def test_reasons_for_adverse_explains_review_and_decline_only(
+    home: Path,
+    model: tuple[ScoringModel, str],
+    applicants: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--reasons-for adverse``: the rows not approved get the same reasons as with every
+    row explained (and as the API answers them); approved rows get none; the rest is equal."""
+    source = write_parquet(applicants, tmp_path / "applicants.parquet", row_group_rows=700)
+    output = tmp_path / "scored.parquet"
+    code, _, err = score(
+        home, monkeypatch, "--input", str(source), "--output", str(output), *STREAMED,
+        "--reasons-for", "adverse",
+    )  # fmt: skip
+    assert code == 0, err
+    adverse = pd.read_parquet(output)
+    full = reference(source, model)
+    reasons = [f"reason_{i}" for i in range(1, 5)] + [f"reason_{i}_text" for i in range(1, 5)]
+    approved = (full["decision"] == "approve").to_numpy()
+    assert 0 < approved.sum() < len(full)  # both kinds are in the book
+    others = [c for c in full.columns if c not in reasons]
+    pd.testing.assert_frame_equal(adverse[others], full[others], check_dtype=False)
+    assert adverse.loc[~approved, reasons].equals(full.loc[~approved, reasons])
+    assert (full.loc[approved, "reason_1"].fillna("") != "").any()  # so the next can fail
+    assert (adverse.loc[approved, reasons].fillna("") == "").all().all()
+    served = scored_frame(read_table(source), model[0], "taiwan", model[1], "adverse")
+    pd.testing.assert_frame_equal(adverse, served, check_dtype=False)

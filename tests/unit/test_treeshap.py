@@ -15,6 +15,7 @@ import pytest
 from creditops.features.dataset import load_training_data
 from creditops.features.encoder import FeatureEncoder
 from creditops.features.spec import load_spec
+from creditops.modeling import treeshap_cells
 from creditops.modeling.lgbm import LgbmInputs, train_booster
 from creditops.modeling.training import TrainOptions, split_rows
 from creditops.modeling.treeshap import TreeShapExplainer, shap_weight_tables
@@ -247,6 +248,11 @@ def test_taiwan_demo_model(taiwan: tuple[lgb.Booster, npt.NDArray[np.float64]]) 
     explainer = explainer_for(booster)
     probe = probe_rows(booster, x_test)
     assert max_diff(explainer, booster, probe) <= TOLERANCE
+    assert explainer.cells is not None  # the batch scorer's method covers the demo model
+    expected = np.asarray(booster.predict(probe, pred_contrib=True))
+    for method in ("leaves", "cells"):
+        contributions = explainer.contributions(probe, method)  # type: ignore[arg-type]
+        assert np.max(np.abs(contributions - expected)) <= TOLERANCE, method
     total = explainer.contributions(probe).sum(axis=1)
     np.testing.assert_allclose(total, booster.predict(probe, raw_score=True), rtol=0, atol=1e-9)
 
@@ -315,3 +321,72 @@ def test_weight_tables_match_the_subset_sum(m: int) -> None:
                 g += w * math.prod(zero[leaf, j] for j in range(m) if j != i and j not in subset)
         expected = value[leaf] * ((mask >> i & 1) - zero[leaf, i]) * g
         assert table[leaf, i, mask] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+# -- the cell tables (one lookup per tree and row, for large batches) -----------------------
+GRIDDED = [name for name in MODELS if name != "deep"]
+
+
+@pytest.mark.parametrize("name", GRIDDED)
+def test_cell_tables_match_pred_contrib_and_the_leaf_tables(
+    name: str,
+    boosters: dict[str, lgb.Booster],
+    explained: dict[str, tuple[Any, npt.NDArray[np.float64]]],
+) -> None:
+    booster = boosters[name]
+    explainer = explainer_for(booster)
+    assert explainer.cells is not None
+    x, _ = explained[name]
+    expected = np.asarray(booster.predict(x, pred_contrib=True))
+    cells = explainer.contributions(x, "cells")
+    leaves = explainer.contributions(x, "leaves")
+    assert np.max(np.abs(cells - expected)) <= TOLERANCE
+    assert np.max(np.abs(leaves - expected)) <= TOLERANCE
+    # the reason codes come from the ranking of contributions: the two methods rank alike
+    top = np.argsort(-cells[:, :-1], axis=1, kind="stable")[:, :4]
+    assert (top == np.argsort(-leaves[:, :-1], axis=1, kind="stable")[:, :4]).mean() > 0.999
+
+
+def test_cell_tables_do_not_depend_on_the_chunking(
+    boosters: dict[str, lgb.Booster],
+    explained: dict[str, tuple[Any, npt.NDArray[np.float64]]],
+) -> None:
+    explainer = explainer_for(boosters["zero_as_missing"])
+    cells = explainer.cells
+    assert cells is not None
+    x, _ = explained["zero_as_missing"]
+    x = np.vstack([x] * (1 + 2 * cells.chunk_rows // len(x)))
+    assert x.shape[0] > 2 * cells.chunk_rows
+    whole = explainer.contributions(x, "cells")
+    pieces = np.vstack(
+        [explainer.contributions(x[i : i + 997], "cells") for i in range(0, len(x), 997)]
+    )
+    np.testing.assert_array_equal(whole, pieces)
+
+
+def test_one_method_whatever_the_batch_size(
+    boosters: dict[str, lgb.Booster], data: tuple[npt.NDArray[np.float64], Any]
+) -> None:
+    """An applicant's contributions (so its reasons) never depend on the rows explained
+    with it: single rows and a batch give identical numbers, bit for bit."""
+    explainer = explainer_for(boosters["monotone"])
+    x = data[0][:400]
+    batch = explainer.contributions(x)
+    assert explainer.__dict__["cells"] is not None  # built on first use, and used
+    singles = np.vstack([explainer.contributions(x[i : i + 1]) for i in range(0, 400, 23)])
+    np.testing.assert_array_equal(singles, batch[::23])
+
+
+def test_models_whose_grids_are_too_large_use_the_leaf_tables(
+    boosters: dict[str, lgb.Booster],
+    explained: dict[str, tuple[Any, npt.NDArray[np.float64]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deep = explainer_for(boosters["deep"])
+    assert deep.cells is None  # 63 leaves: grids above the per-tree limit
+    x, _ = explained["deep"]
+    assert max_diff(deep, boosters["deep"], x) <= TOLERANCE
+    expected = np.asarray(boosters["deep"].predict(x, pred_contrib=True))
+    assert np.max(np.abs(deep.contributions(x, "cells") - expected)) <= TOLERANCE
+    monkeypatch.setattr(treeshap_cells, "MAX_CELL_TABLE_BYTES", 1024)
+    assert explainer_for(boosters["monotone"]).cells is None

@@ -189,7 +189,11 @@ class ScoringModel:
         )
 
     def score_checked(
-        self, frame: pd.DataFrame, x: npt.NDArray[np.float64] | None = None
+        self,
+        frame: pd.DataFrame,
+        x: npt.NDArray[np.float64] | None = None,
+        *,
+        reasons: ReasonsFor = "all",
     ) -> ScoredBatch:
         """Score raw applicant columns as ``creditops score`` and the pyfunc model do: text
         in a numeric column and an input the spec does not allow missing are refused, not
@@ -197,7 +201,7 @@ class ScoringModel:
         if x is None:
             x = self.encoder.transform(frame, strict=True)
         self.refuse_missing(x)
-        return self.score_encoded(x, frame)
+        return self.score_encoded(x, frame, reasons=reasons)
 
     def refuse_missing(self, x: npt.NDArray[np.float64]) -> None:
         """Under ``missing.on_missing: refuse``, raise naming the first input that may not
@@ -240,7 +244,8 @@ class ScoringModel:
 
     def prepare_for_serving(self) -> None:
         """Build what the first decision would otherwise build: the TreeSHAP tables."""
-        _ = self._treeshap
+        if self._treeshap is not None:
+            _ = self._treeshap.cells
 
     @classmethod
     def from_file(cls, path: Path, *, expected_sha256: str | None = None) -> ScoringModel:

@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from creditops.errors import CreditopsError, DataError, InvalidInputError
 from creditops.features.dataset import ChunkedTable, TableChunk, parse_numeric
-from creditops.modeling.bundle import ModelBundle, ScoringModel
+from creditops.modeling.bundle import ModelBundle, ReasonsFor, ScoringModel
 from creditops.modeling.explain import MAX_REASONS
 from creditops.registry.mlflow_store import scoped_env
 
@@ -56,8 +56,9 @@ if TYPE_CHECKING:
 
 OutputFormat = Literal["csv", "parquet"]
 ProgressCallback = Callable[[int, int | None], None]  # rows written, rows expected (estimate)
-# (frame, model, name, version) -> the scored frame: creditops.services.scoring.scored_frame
-FrameScorer = Callable[[pd.DataFrame, ScoringModel, str, str], pd.DataFrame]
+# (frame, model, name, version, reasons for) -> the scored frame:
+# creditops.services.scoring.scored_frame
+FrameScorer = Callable[[pd.DataFrame, ScoringModel, str, str, ReasonsFor], pd.DataFrame]
 
 DEFAULT_CHUNK_ROWS = 50_000
 CHUNKS_PER_WORKER = 2  # in flight: one being scored, one waiting, per worker
@@ -90,6 +91,7 @@ class BatchOptions:
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     workers: int | None = None
     on_progress: ProgressCallback | None = None
+    reasons_for: ReasonsFor = "all"
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
@@ -141,9 +143,11 @@ class ChunkScorer:
     version: str
     output_format: OutputFormat
     score_frame: FrameScorer
+    reasons_for: ReasonsFor = "all"
 
     def score(self, batch: pa.RecordBatch, *, with_header: bool) -> ScoredChunk:
-        out = self.score_frame(batch.to_pandas(), self.model, self.name, self.version)
+        frame = batch.to_pandas()
+        out = self.score_frame(frame, self.model, self.name, self.version, self.reasons_for)
         counts = out["decision"].value_counts()
         decisions = {str(k): int(v) for k, v in counts.items()}
         if self.output_format == "csv":
@@ -181,11 +185,19 @@ class _WorkerSetup:
     version: str
     output_format: OutputFormat
     score_frame: FrameScorer
+    reasons_for: ReasonsFor
 
     @classmethod
     def of(cls, scorer: ChunkScorer) -> _WorkerSetup:
         bundle = scorer.model.bundle.to_bytes()
-        return cls(bundle, scorer.name, scorer.version, scorer.output_format, scorer.score_frame)
+        return cls(
+            bundle,
+            scorer.name,
+            scorer.version,
+            scorer.output_format,
+            scorer.score_frame,
+            scorer.reasons_for,
+        )
 
 
 def _start_worker(setup: _WorkerSetup) -> None:
@@ -193,7 +205,12 @@ def _start_worker(setup: _WorkerSetup) -> None:
     model = ScoringModel(ModelBundle.from_bytes(setup.bundle))
     model.prepare_for_serving()
     _worker_scorer = ChunkScorer(
-        model, setup.name, setup.version, setup.output_format, setup.score_frame
+        model,
+        setup.name,
+        setup.version,
+        setup.output_format,
+        setup.score_frame,
+        setup.reasons_for,
     )
 
 

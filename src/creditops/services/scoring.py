@@ -17,7 +17,7 @@ import pandas as pd
 
 from creditops.errors import InvalidInputError
 from creditops.features.dataset import open_chunked_table
-from creditops.modeling.bundle import ScoringModel, check_frame_columns
+from creditops.modeling.bundle import ReasonsFor, ScoringModel, check_frame_columns
 from creditops.modeling.explain import MAX_REASONS
 from creditops.services import batch
 from creditops.services.context import AppContext
@@ -42,13 +42,21 @@ class ScoreOutcome:
         }
 
 
-def scored_frame(frame: pd.DataFrame, model: ScoringModel, name: str, version: str) -> pd.DataFrame:
+def scored_frame(
+    frame: pd.DataFrame,
+    model: ScoringModel,
+    name: str,
+    version: str,
+    reasons: ReasonsFor = "all",
+) -> pd.DataFrame:
     """Input columns plus model, pd, score, decision and reason_1..reason_4 (+ texts).
 
     Text in a numeric column is refused (with examples) rather than scored as missing, and
     so is a missing input the spec does not allow missing (unless it routes it to review).
+    ``reasons="adverse"``: reason codes for review and decline rows only (as the API
+    answers by default); the others' reason columns are empty.
     """
-    batch = model.score_checked(frame)
+    batch = model.score_checked(frame, reasons=reasons)
     out = frame.copy()
     out["model_name"] = name
     out["model_version"] = version
@@ -81,7 +89,12 @@ def score_file(  # noqa: PLR0913 - the model, the input and the output; options 
     loaded = load_model(ctx, name, ref)
     check_frame_columns(pd.DataFrame(columns=table.columns), loaded.model)
     scorer = batch.ChunkScorer(
-        loaded.model, name, loaded.info.version, batch.output_format(output), scored_frame
+        loaded.model,
+        name,
+        loaded.info.version,
+        batch.output_format(output),
+        scored_frame,
+        options.reasons_for,
     )
     result = batch.score_table(scorer, table, output, options)
     return ScoreOutcome(

@@ -41,7 +41,7 @@ import pandas as pd
 
 from creditops.errors import CreditopsError, DataError, IntegrityError, InvalidInputError
 from creditops.features.dataset import table_files
-from creditops.modeling.bundle import ModelBundle, ScoringModel, check_frame_columns
+from creditops.modeling.bundle import ModelBundle, ReasonsFor, ScoringModel, check_frame_columns
 from creditops.modeling.explain import MAX_REASONS
 from creditops.monitoring.drift.binned import BinnedCounts, data_drift_binned, numeric_grid
 from creditops.monitoring.drift.data import DriftResult
@@ -131,6 +131,7 @@ class _ScoringJob:
     sha256: str
     name: str
     version: str
+    reasons_for: ReasonsFor
 
 
 _EXECUTOR_MODELS: dict[str, ScoringModel] = {}  # per executor Python worker, by sha256
@@ -155,7 +156,7 @@ def _score_batches(job: _ScoringJob, batches: Iterable[pd.DataFrame]) -> Iterato
         model = _executor_model(job)
         for batch in batches:
             if len(batch):
-                yield scored_frame(batch, model, job.name, job.version)
+                yield scored_frame(batch, model, job.name, job.version, job.reasons_for)
     except CreditopsError as exc:
         payload = {"code": exc.code, "message": exc.message, "field": exc.field}
         raise RuntimeError(_CARRIED + json.dumps(payload)) from None
@@ -220,7 +221,13 @@ def _prepare_output(output_dir: Path) -> None:
 
 
 def score_spark(  # noqa: PLR0913 - the CLI's score options, as score_file's plus the master
-    ctx: AppContext, name: str, ref: str, input_path: Path, output_dir: Path, master: str | None
+    ctx: AppContext,
+    name: str,
+    ref: str,
+    input_path: Path,
+    output_dir: Path,
+    master: str | None,
+    reasons_for: ReasonsFor = "all",
 ) -> ScoreOutcome:
     """Score a file or a directory of files on Spark into a directory of Parquet files:
     the same columns and values as :func:`creditops.services.scoring.score_file`."""
@@ -238,6 +245,7 @@ def score_spark(  # noqa: PLR0913 - the CLI's score options, as score_file's plu
             hashlib.sha256(data).hexdigest(),
             name,
             loaded.info.version,
+            reasons_for,
         )
         scored = frame.mapInPandas(
             functools.partial(_score_batches, job), schema=_scored_schema(frame.schema)
