@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/batch_scoring.py [--sizes 1m,10m] [--peers-at 1m]
         [--chunk-rows 50000] [--workers N] [--row-group-rows 100000] [--timeout 3600]
         [--tools creditops,creditops-adverse,handwritten,mlflow-pyfunc,mlflow-booster]
-        [--fresh]
+        [--fresh] [--engine local|spark] [--master local[2]]
 
 Trains and promotes the Taiwan demo model in ``benchmarks/.work/batch_scoring/home`` (once;
 ``--fresh`` starts over) and writes Parquet books of Taiwan rows resampled with replacement
@@ -598,6 +598,19 @@ def aims(by: dict[tuple[str, int], Run]) -> None:
             )
 
 
+def spark_overhead(sizes: list[int], master: str, fresh: bool) -> int:
+    """``--engine spark``: the Spark engine against the local one, per size, by
+    ``benchmarks/spark_overhead.py`` (scoring and binned drift, outputs compared)."""
+    script = ROOT / "benchmarks" / "spark_overhead.py"
+    status = 0
+    for rows in sizes:
+        command = [sys.executable, str(script), "--rows", str(rows), "--master", master]
+        status |= subprocess.run(
+            [*command, *(["--fresh"] if fresh else [])], check=False
+        ).returncode
+    return status
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1m,10m", help="book sizes: 1m, 10m or row counts")
@@ -608,10 +621,20 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=3600.0, help="per run, seconds")
     parser.add_argument("--tools", default=",".join(TOOLS), help="which of them to run")
     parser.add_argument("--fresh", action="store_true", help="retrain and rewrite the books")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="spark: the Spark engine's overhead against the local one (spark_overhead.py)",
+    )
+    parser.add_argument("--master", default="local[2]", help="with --engine spark")
     args = parser.parse_args()
 
     def sizes(text: str) -> list[int]:
         return [SIZES.get(s.strip().lower()) or int(s) for s in text.split(",") if s.strip()]
+
+    if args.engine == "spark":
+        return spark_overhead(sizes(args.sizes), args.master, args.fresh)
 
     plan = Plan(
         sizes=sizes(args.sizes),
