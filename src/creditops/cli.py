@@ -344,6 +344,10 @@ def score(
 ) -> None:
     """Score a file or a directory of files: input columns plus pd, score, decision and
     reason codes, row for row in input order."""
+    if engine == "local":
+        from creditops.services.worker_pool import start_early
+
+        start_early(input_path, ["creditops.services.scoring"], workers)
     from creditops.services.model_versions import resolve_ref
 
     ctx = context()

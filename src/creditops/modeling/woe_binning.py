@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from optbinning import OptimalBinning
 
 from creditops.errors import InvalidInputError, TrainingError
 
@@ -367,6 +366,10 @@ def fit_feature_binning(  # noqa: PLR0913 - optbinning's options for one feature
         return FeatureBinning(
             name, categorical, no_splits, no_codes, np.zeros(n_bins), 0.0, n_bins, 0.0, empty
         )
+    # imported here: optbinning (with matplotlib and scipy.stats) costs about 0.7 s to
+    # import, and every process that only scores would pay it
+    from optbinning import OptimalBinning
+
     binning = OptimalBinning(
         name=name,
         dtype="categorical" if categorical else "numerical",

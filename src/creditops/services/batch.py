@@ -27,16 +27,14 @@ and 1-based row numbers over the whole table (:func:`whole_table_refusal`).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from itertools import chain
-from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
@@ -49,7 +47,7 @@ from creditops.errors import CreditopsError, DataError, InvalidInputError
 from creditops.features.dataset import ChunkedTable, TableChunk, parse_numeric
 from creditops.modeling.bundle import ModelBundle, ReasonsFor, ScoringModel
 from creditops.modeling.explain import MAX_REASONS
-from creditops.registry.mlflow_store import scoped_env
+from creditops.services.worker_pool import worker_context
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -218,24 +216,6 @@ def _score_in_worker(batch: pa.RecordBatch, with_header: bool) -> ScoredChunk:
     if _worker_scorer is None:
         raise RuntimeError("the scoring worker was not started with a model")
     return _worker_scorer.score(batch, with_header=with_header)
-
-
-def worker_context(modules: Sequence[str] = ()) -> BaseContext:
-    """The fork server (started here if it is not running yet) that has imported this
-    module and ``modules``, with one OpenMP thread per process; ``spawn`` where there is
-    no fork server.
-
-    Starting it early (:func:`creditops.services.scoring.score_file` does, before it loads
-    the model) overlaps its imports, about a second of CPU, with the registry's work."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    from multiprocessing import forkserver
-
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, *modules])
-    with scoped_env({"OMP_NUM_THREADS": "1"}):
-        forkserver.ensure_running()
-    return context
 
 
 def is_parallel(table: ChunkedTable, options: BatchOptions) -> bool:

@@ -22,6 +22,7 @@ from creditops.modeling.explain import MAX_REASONS
 from creditops.services import batch
 from creditops.services.context import AppContext
 from creditops.services.model_versions import load_model, load_test_set
+from creditops.services.worker_pool import worker_context
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def score_file(  # noqa: PLR0913 - the model, the input and the output; options 
     options = options or batch.BatchOptions()
     table = open_chunked_table(input_path)
     if batch.is_parallel(table, options):
-        batch.worker_context([__name__])  # the workers' imports overlap the registry's work
+        worker_context([__name__])  # the workers' imports overlap the registry's work
     loaded = load_model(ctx, name, ref)
     check_frame_columns(pd.DataFrame(columns=table.columns), loaded.model)
     scorer = batch.ChunkScorer(
