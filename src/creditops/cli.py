@@ -479,6 +479,37 @@ def policy_what_if(
 
 
 @app.command()
+def evidence(
+    name: NameOpt,
+    version: Annotated[str | None, typer.Option(help="Version number.")] = None,
+    alias: Annotated[str | None, typer.Option(help="Alias, e.g. production.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            help="Directory of the pack (default: reports/evidence/NAME-vVERSION under "
+            "CREDITOPS_HOME).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The model-risk evidence pack of a version: model card, discrimination, calibration
+    back-tests, fairness in lending terms and the governance record (HTML, JSON and the
+    predictions behind every number; docs/evidence.md)."""
+    from creditops.services.evidence import build_evidence
+    from creditops.services.model_versions import resolve_ref
+
+    ctx = context()
+    result = run(lambda: build_evidence(ctx, sessions(), name, resolve_ref(version, alias), output))
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out.print(f"Evidence pack of {name} v{result.version} -> {result.directory}")
+    for finding in result.findings:
+        out.print(f"  finding: {finding}")
+
+
+@app.command()
 def scorecard(
     name: NameOpt,
     version: Annotated[str | None, typer.Option(help="Version number.")] = None,

@@ -101,6 +101,23 @@ class MissingPolicy(BaseModel):
     reason_text: str = Field(default="Required information is missing", min_length=1)
 
 
+class ModelCardSpec(BaseModel):
+    """What a model validator reads first: why the model exists and where it must not be
+    used (``docs/evidence.md``). Free text, documentation only; no model input depends on it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str | None = None
+    intended_use: str | None = None
+    out_of_scope: list[str] = Field(default_factory=list)
+    target_definition: str | None = None  # e.g. ever 90+ days past due within 12 months
+    limitations: list[str] = Field(default_factory=list)
+    owner: str | None = None
+    # the group each protected attribute's approval rates are compared with (by raw value,
+    # or band label for banded attributes); unnamed: the largest group
+    reference_groups: dict[str, str] = Field(default_factory=dict)
+
+
 class Spec(BaseModel):
     """The data contract. Unknown top-level keys are allowed and ignored."""
 
@@ -125,6 +142,7 @@ class Spec(BaseModel):
     # them beside the raw value; they change no model input
     value_labels: dict[str, dict[str, str]] = Field(default_factory=dict)
     missing: MissingPolicy = Field(default_factory=MissingPolicy)
+    model_card: ModelCardSpec | None = None
 
     @field_validator("features")
     @classmethod
@@ -277,6 +295,8 @@ class Spec(BaseModel):
             # display-only and empty: left out, so specs written before the key existed
             # keep their hash
             data.pop("value_labels", None)
+        if data.get("model_card") is None:
+            data.pop("model_card", None)  # documentation only: absent, the hash is as before
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def sha256(self) -> str:

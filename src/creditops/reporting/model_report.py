@@ -411,7 +411,8 @@ def build_context(data: ModelReportData) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- rendering
 
 
-def _environment() -> jinja2.Environment:
+def report_environment() -> jinja2.Environment:
+    """The reports' Jinja environment: autoescaped, strict, with the number filters."""
     env = jinja2.Environment(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -439,7 +440,7 @@ def _template_source() -> str:
 
 def render_model_report_html(data: ModelReportData) -> str:
     """The report as an HTML string."""
-    template = _environment().from_string(_template_source())
+    template = report_environment().from_string(_template_source())
     return template.render(build_context(data))
 
 

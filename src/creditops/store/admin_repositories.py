@@ -157,6 +157,19 @@ class AuditRepository:
     def all_in_order(self) -> Iterator[AuditRow]:
         return iter(self.session.scalars(select(AuditRow).order_by(AuditRow.seq)).yield_per(1000))
 
+    def about_model(self, name: str, version: str, limit: int = 500) -> builtins.list[AuditRow]:
+        """The entries about model ``name`` as a whole (deployments, suspensions, rollbacks)
+        or about its ``version`` (``name:version``: promotions, gate overrides), oldest
+        first, the newest ``limit`` of them."""
+        positive("limit", limit)
+        query = (
+            select(AuditRow)
+            .where(AuditRow.target.in_([name, f"{name}:{version}"]))
+            .order_by(AuditRow.at.desc(), AuditRow.id.desc())
+            .limit(limit)
+        )
+        return builtins.list(reversed(builtins.list(self.session.scalars(query))))
+
     def list(self, limit: int = 100, action: str | None = None) -> builtins.list[AuditRow]:
         """The newest ``limit`` entries (of ``action`` only, if given), newest first."""
         positive("limit", limit)

@@ -1,0 +1,217 @@
+"""``creditops evidence``: the pack of the demo model, every number recomputed here from the
+predictions it ships (scikit-learn, scipy and pandas, not creditops' own functions), the HTML
+self-contained, the files logged to the version's MLflow run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.metrics import brier_score_loss, roc_auc_score
+from typer.testing import CliRunner
+
+from creditops.cli import app
+from creditops.services.context import AppContext
+from creditops.services.model_versions import load_model, load_test_set
+from creditops.services.scoring import scored_frame
+from creditops.settings import Settings
+from tests.factories import train_demo_model
+
+pytestmark = pytest.mark.integration
+TOLERANCE = 1e-9
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("evidence-home")
+    train_demo_model(home)
+    return home
+
+
+def evidence(home: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setenv("CREDITOPS_HOME", str(home))
+    result = CliRunner().invoke(app, ["evidence", "--name", "taiwan", *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def pack(home: Path) -> tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]]:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        code, out, err = evidence(home, monkeypatch, "--version", "1", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    directory = Path(result["directory"])
+    document = json.loads((directory / "evidence.json").read_text())
+    predictions = pd.read_csv(directory / "predictions.csv", dtype={"id": str})
+    return document, predictions, directory, result
+
+
+def test_the_predictions_are_the_versions_answers_on_its_test_split(
+    home: Path, pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]]
+) -> None:
+    _, predictions, _, _ = pack
+    ctx = AppContext(Settings(home=home))
+    loaded = load_model(ctx, "taiwan", "1")
+    test = load_test_set(ctx, "taiwan", "1")
+    expected = scored_frame(test.drop(columns=["target"]), loaded.model, "taiwan", "1")
+    assert len(predictions) == len(test)
+    np.testing.assert_array_equal(predictions["defaulted"], test["target"])
+    np.testing.assert_array_equal(predictions["pd"], expected["pd"])
+    np.testing.assert_array_equal(predictions["score"], expected["score"])
+    assert predictions["decision"].tolist() == expected["decision"].tolist()
+
+
+def test_discrimination_is_recomputed_from_the_predictions(
+    pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]],
+) -> None:
+    document, predictions, _, _ = pack
+    y, pd_values = predictions["defaulted"], predictions["pd"]
+    section = document["discrimination"]
+    auc = roc_auc_score(y, pd_values)
+    assert section["auc"]["auc"] == pytest.approx(auc, abs=TOLERANCE)
+    assert section["gini"] == pytest.approx(2 * auc - 1, abs=TOLERANCE)
+    assert section["auc"]["lower"] < auc < section["auc"]["upper"]
+    half = stats.norm.ppf(0.975) * section["auc"]["se"]
+    assert section["auc"]["upper"] == pytest.approx(auc + half, abs=TOLERANCE)
+    ks = stats.ks_2samp(pd_values[y == 1], pd_values[y == 0]).statistic
+    assert section["ks"] == pytest.approx(ks, abs=TOLERANCE)
+    gains = pd.DataFrame(section["gains"])
+    assert gains["count"].sum() == len(predictions) and gains["bads"].sum() == y.sum()
+    assert (gains["score_min"].diff().dropna() > 0).all()  # riskiest (lowest scores) first
+    capture = gains["bads"].cumsum() / y.sum()
+    np.testing.assert_allclose(gains["cumulative_bad_capture"], capture, atol=TOLERANCE)
+    for row in section["gains"]:
+        inside = predictions[predictions["score"].between(row["score_min"], row["score_max"])]
+        assert row["count"] <= len(inside)  # ties at the edges can share a value
+
+
+def test_calibration_is_recomputed_from_the_predictions(
+    pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]],
+) -> None:
+    document, predictions, _, _ = pack
+    y, pd_values = predictions["defaulted"], predictions["pd"]
+    section = document["calibration"]
+    brier = brier_score_loss(y, pd_values)
+    assert section["brier"] == pytest.approx(brier, abs=TOLERANCE)
+    rate = y.mean()
+    assert section["brier_skill"] == pytest.approx(1 - brier / (rate * (1 - rate)), abs=1e-9)
+    assert section["calibration_in_the_large"] == pytest.approx(
+        pd_values.mean() - rate, abs=TOLERANCE
+    )
+    bands = {row["band"]: row for row in section["bands"]}
+    assert set(bands) == set(predictions["decision"])
+    for band, rows in predictions.groupby("decision"):
+        row = bands[str(band)]
+        n, d, p = len(rows), int(rows["defaulted"].sum()), float(rows["pd"].mean())
+        assert (row["n"], row["defaults"]) == (n, d)
+        assert row["mean_pd"] == pytest.approx(p, abs=TOLERANCE)
+        binomial = stats.binomtest(d, n, p, alternative="greater").pvalue
+        assert row["binomial_p_value"] == pytest.approx(binomial, abs=1e-9)
+        jeffreys = stats.beta.cdf(p, d + 0.5, n - d + 0.5)
+        assert row["jeffreys_p_value"] == pytest.approx(jeffreys, abs=1e-9)
+        light = "green" if jeffreys >= 0.05 else "amber" if jeffreys >= 0.01 else "red"
+        assert row["light"] == light
+
+
+def test_fairness_is_recomputed_from_the_predictions(
+    pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]],
+) -> None:
+    document, predictions, _, _ = pack
+    sections = {item["attribute"]: item for item in document["fairness"]}
+    assert set(sections) == {"sex", "age", "marriage"}
+    assert sections["sex"]["reference_group"] == "1"  # named in the spec's model card
+    assert sections["sex"]["reference_chosen_by"] == "model_card.reference_groups"
+    largest = predictions["group_age"].value_counts().idxmax()
+    assert sections["age"]["reference_group"] == largest  # none named: the largest
+    approved = predictions["decision"] == "approve"
+    for attribute, item in sections.items():
+        groups = predictions[f"group_{attribute}"].astype(str)
+        rates = approved.groupby(groups).mean()
+        reference = item["reference_group"]
+        for row in item["adverse_impact"]["rows"]:
+            group = row["group"]
+            assert row["n"] == int((groups == group).sum())
+            assert row["approval_rate"] == pytest.approx(rates[group], abs=TOLERANCE)
+            if row["status"] != "reference":
+                air = rates[group] / rates[reference]
+                assert row["adverse_impact_ratio"] == pytest.approx(air, abs=TOLERANCE)
+                table = pd.crosstab(groups[groups.isin([group, reference])], approved)
+                expected_p = stats.fisher_exact(table.to_numpy()).pvalue
+                assert row["fisher_p_value"] == pytest.approx(expected_p, rel=1e-9)
+        scores = predictions["score"]
+        ref_scores = scores[groups == reference]
+        for row in item["score_difference"]["rows"]:
+            mine = scores[groups == row["group"]]
+            if row["status"] == "reference" or row["smd"] is None:
+                continue
+            pooled = np.sqrt(
+                ((len(mine) - 1) * mine.var(ddof=1) + (len(ref_scores) - 1) * ref_scores.var())
+                / (len(mine) + len(ref_scores) - 2)
+            )
+            expected_smd = (mine.mean() - ref_scores.mean()) / pooled
+            assert row["smd"] == pytest.approx(expected_smd, abs=1e-9)
+
+
+def test_model_card_governance_and_findings(
+    pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]],
+) -> None:
+    document, _, _, result = pack
+    card = document["model_card"]
+    assert card["purpose"] and card["target_definition"] and card["out_of_scope"]
+    assert card["monotone"] == {"pay_0": "increasing", "limit_bal": "decreasing"}
+    assert card["hyperparameters"]["num_leaves"] and card["trees"] > 0
+    governance = document["governance"]
+    assert re.fullmatch(r"[0-9a-f]{64}", governance["lineage"]["bundle_sha256"])
+    assert governance["gate_override"]["reason"] == "test fixture"
+    assert governance["aliases"] == ["production"]
+    assert result["findings"] == document["findings"]
+    assert not any(f.startswith("model card") for f in document["findings"])  # all stated
+    assert "governance: the gate was overridden by tests" in document["findings"]
+    failing = [
+        (item["attribute"], row["group"])
+        for item in document["fairness"]
+        for row in item["adverse_impact"]["rows"]
+        if row["status"] == "fail"
+    ]
+    for attribute, group in failing:  # every failing group is a finding, and only those
+        assert any(f"{attribute} group {group} " in f for f in document["findings"])
+    assert sum(f.startswith("fairness") for f in document["findings"]) == len(failing)
+
+
+def test_the_html_is_self_contained_and_shows_every_section(
+    pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]],
+) -> None:
+    document, _, directory, _ = pack
+    html = (directory / "evidence.html").read_text()
+    for section in ("findings", "model-card", "discrimination", "calibration", "fairness"):
+        assert f'id="{section}"' in html
+    assert 'id="governance"' in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing to fetch
+    assert "<script" not in html
+    assert f"{document['discrimination']['auc']['auc']:.4f}" in html
+    assert document["model_card"]["purpose"].split()[0] in html
+
+
+def test_the_pack_is_logged_to_the_versions_run(
+    home: Path, pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]]
+) -> None:
+    document, _, _, _ = pack
+    settings = Settings(home=home)
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    run_id = document["governance"]["run_id"]
+    logged = {Path(a.path).name for a in client.list_artifacts(run_id, "evidence")}
+    assert logged == {"evidence.html", "evidence.json", "predictions.csv"}
+
+
+def test_an_unknown_version_is_one_line(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = evidence(home, monkeypatch, "--version", "99")
+    assert code != 0 and err.startswith("error:") and err.count("\n") == 1
