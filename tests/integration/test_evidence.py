@@ -94,6 +94,22 @@ def test_discrimination_is_recomputed_from_the_predictions(
         assert row["count"] <= len(inside)  # ties at the edges can share a value
 
 
+def test_the_benchmark_scorecard_is_recomputed_from_the_predictions(
+    pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]],
+) -> None:
+    document, predictions, _, _ = pack
+    section = document["benchmark"]
+    y = predictions["defaulted"]
+    for key, column in (("model", "pd"), ("scorecard", "baseline_pd")):
+        assert section[key]["auc"] == pytest.approx(roc_auc_score(y, predictions[column]))
+        brier = brier_score_loss(y, predictions[column])
+        assert section[key]["brier"] == pytest.approx(brier, abs=TOLERANCE)
+    uplift = section["model"]["auc"] - section["scorecard"]["auc"]
+    assert section["uplift"]["auc"] == pytest.approx(uplift, abs=TOLERANCE)
+    assert not np.allclose(predictions["pd"], predictions["baseline_pd"])  # two models
+    assert 0.0 <= section["delong"]["p_value"] <= 1.0
+
+
 def test_calibration_is_recomputed_from_the_predictions(
     pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]],
 ) -> None:
@@ -192,9 +208,9 @@ def test_the_html_is_self_contained_and_shows_every_section(
 ) -> None:
     document, _, directory, _ = pack
     html = (directory / "evidence.html").read_text()
-    for section in ("findings", "model-card", "discrimination", "calibration", "fairness"):
+    for section in ("findings", "model-card", "discrimination", "benchmark", "calibration"):
         assert f'id="{section}"' in html
-    assert 'id="governance"' in html
+    assert 'id="governance"' in html and 'id="fairness"' in html
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing to fetch
     assert "<script" not in html
     assert f"{document['discrimination']['auc']['auc']:.4f}" in html

@@ -2,7 +2,8 @@
 
 What an independent validator asks for before a model may decide, built from the registry
 for one version, reproducibly: the model card (the spec's ``model_card``, lineage, algorithm),
-discrimination (AUC with its DeLong interval, Gini, KS, gains by decile), calibration
+discrimination (AUC with its DeLong interval, Gini, KS, gains by decile), the benchmark
+(the WoE scorecard fitted beside a LightGBM version, on the same rows), calibration
 (Brier and Brier skill, calibration-in-the-large, Hosmer-Lemeshow, reliability by PD decile,
 per-decision-band binomial and Jeffreys back-tests with traffic lights), fairness in lending
 terms (adverse impact ratio with the four-fifths flag and Fisher's test, standardised mean
@@ -39,12 +40,14 @@ from creditops.modeling.metrics import (
     calibration_in_the_large,
     calibration_table,
     delong_auc_ci,
+    delong_test,
     finite_or_none,
     gains_table,
     gini,
     hosmer_lemeshow,
     ks_statistic,
 )
+from creditops.modeling.scorecard import WoeScorecard
 from creditops.monitoring.validation_tests import (
     adverse_impact_ratio,
     band_calibration_tests,
@@ -150,10 +153,22 @@ def scored_test_split(loaded: LoadedModel, test: pd.DataFrame) -> pd.DataFrame:
     )
     if spec.id_column and spec.id_column in test.columns:
         out.insert(0, "id", test[spec.id_column].astype(str).to_numpy())
+    baseline = benchmark_scorecard(loaded)
+    if baseline is not None:
+        out["baseline_pd"] = baseline.predict_pd(model.encoder.transform(test))
     for attribute in spec.protected:
         if attribute in test.columns:
             out[f"group_{attribute}"] = protected_groups(test, spec, attribute)
     return out
+
+
+def benchmark_scorecard(loaded: LoadedModel) -> WoeScorecard | None:
+    """The WoE scorecard fitted beside a LightGBM version as its benchmark, if stored."""
+    model = loaded.model
+    stored = model.bundle.training.get("baseline_scorecard")
+    if model.scorecard is not None or not stored:
+        return None
+    return WoeScorecard.from_dict(stored)
 
 
 def evidence_document(
@@ -168,6 +183,7 @@ def evidence_document(
         "model_card": card,
         "discrimination": discrimination(y, pd_values, predictions["score"].to_numpy()),
         "calibration": calibration(y, pd_values, predictions["decision"].to_numpy()),
+        "benchmark": benchmark(predictions),
         "fairness": fairness(spec, predictions),
         "governance": governance(loaded, audit),
     }
@@ -236,6 +252,39 @@ def discrimination(y: np.ndarray, pd_values: np.ndarray, score: np.ndarray) -> d
         "ks": finite_or_none(ks_statistic(y, pd_values)),
         # deciles of the score, the riskiest (lowest scores) first
         "gains": [row.to_dict() for row in gains_table(y, score, DECILES)],
+    }
+
+
+def _headline(y: np.ndarray, pd_values: np.ndarray) -> dict[str, Any]:
+    interval = delong_auc_ci(y, pd_values)
+    return {
+        "auc": finite_or_none(interval.auc),
+        "auc_lower": finite_or_none(interval.lower),
+        "auc_upper": finite_or_none(interval.upper),
+        "gini": finite_or_none(gini(interval.auc)),
+        "ks": finite_or_none(ks_statistic(y, pd_values)),
+        "brier": finite_or_none(brier_score(y, pd_values)),
+    }
+
+
+def benchmark(predictions: pd.DataFrame) -> dict[str, Any] | None:
+    """The production algorithm next to its WoE scorecard benchmark on the same rows: the
+    headline metrics, the uplift, and the paired DeLong test of the two AUCs."""
+    if "baseline_pd" not in predictions.columns:
+        return None
+    y = predictions["defaulted"].to_numpy()
+    model, baseline = predictions["pd"].to_numpy(), predictions["baseline_pd"].to_numpy()
+    rows = {"model": _headline(y, model), "scorecard": _headline(y, baseline)}
+    uplift = {
+        key: rows["model"][key] - rows["scorecard"][key]
+        for key in ("auc", "gini", "ks", "brier")
+        if rows["model"][key] is not None and rows["scorecard"][key] is not None
+    }
+    paired = delong_test(y, model, baseline)
+    return {
+        **rows,
+        "uplift": uplift,
+        "delong": {"z": finite_or_none(paired.z), "p_value": finite_or_none(paired.p_value)},
     }
 
 
@@ -347,6 +396,9 @@ def findings(sections: Mapping[str, Any]) -> list[str]:
                     f"fairness: {item['attribute']} group {row['group']} has an adverse "
                     f"impact ratio of {row['adverse_impact_ratio']:.3f} (below 0.8)"
                 )
+    bench = sections["benchmark"]
+    if bench is not None and bench["uplift"].get("auc", 0.0) <= 0.0:
+        found.append("benchmark: the model does not discriminate better than its scorecard")
     override = sections["governance"]["gate_override"]
     if override:
         found.append(f"governance: the gate was overridden by {override['by']}")
