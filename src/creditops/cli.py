@@ -491,16 +491,28 @@ def evidence(
             "CREDITOPS_HOME).",
         ),
     ] = None,
+    later: Annotated[
+        Path | None,
+        typer.Option(
+            "--later",
+            help="A later sample of applicants (CSV or Parquet; with the target column for "
+            "the AUC-decline test): adds score PSI, CSI and the score-shift attribution.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The model-risk evidence pack of a version: model card, discrimination, calibration
-    back-tests, fairness in lending terms and the governance record (HTML, JSON and the
-    predictions behind every number; docs/evidence.md)."""
-    from creditops.services.evidence import build_evidence
+    """The model-risk evidence pack of a version: model card, discrimination, benchmark,
+    calibration back-tests, fairness in lending terms, stability and the governance record
+    (HTML, JSON and the predictions behind every number; docs/evidence.md)."""
+    from creditops.services.evidence import EvidenceRequest, build_evidence
     from creditops.services.model_versions import resolve_ref
 
     ctx = context()
-    result = run(lambda: build_evidence(ctx, sessions(), name, resolve_ref(version, alias), output))
+    result = run(
+        lambda: build_evidence(
+            ctx, sessions(), EvidenceRequest(name, resolve_ref(version, alias), output, later)
+        )
+    )
     if as_json:
         print_json(result.to_dict())
         return

@@ -26,6 +26,7 @@ from tests.factories import train_demo_model
 
 pytestmark = pytest.mark.integration
 TOLERANCE = 1e-9
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +232,70 @@ def test_the_pack_is_logged_to_the_versions_run(
 def test_an_unknown_version_is_one_line(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, _, err = evidence(home, monkeypatch, "--version", "99")
     assert code != 0 and err.startswith("error:") and err.count("\n") == 1
+
+
+def later_sample(path: Path) -> Path:
+    """A later book: Taiwan rows whose limits were halved (so the scores move and
+    limit_bal's CSI is large), with their outcomes."""
+    frame = pd.read_csv(DATA / "taiwan_credit_card.csv", nrows=4000)
+    frame["limit_bal"] = frame["limit_bal"] * 0.5
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_stability_against_a_later_sample(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = later_sample(tmp_path / "later.csv")
+    out_dir = tmp_path / "pack"
+    code, out, err = evidence(
+        home, monkeypatch, "--version", "1", "--later", str(later), "--output", str(out_dir),
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert str(out_dir / "later_predictions.csv") in json.loads(out)["files"]
+    document = json.loads((out_dir / "evidence.json").read_text())
+    section = document["stability"]
+    dev = pd.read_csv(out_dir / "predictions.csv")
+    new = pd.read_csv(out_dir / "later_predictions.csv")
+    # score PSI over the development deciles, recomputed
+    edges = np.unique(np.quantile(dev["score"], np.linspace(0.1, 0.9, 9)))
+    p = np.bincount(np.searchsorted(edges, dev["score"]), minlength=edges.size + 1) / len(dev)
+    q = np.bincount(np.searchsorted(edges, new["score"]), minlength=edges.size + 1) / len(new)
+    p, q = np.where(p == 0, 1e-4, p), np.where(q == 0, 1e-4, q)
+    assert section["score_psi"]["psi"] == pytest.approx(np.sum((q - p) * np.log(q / p)))
+    # limit_bal moved most, and the attribution adds up to the change of the mean margin
+    csi = {row["characteristic"]: row for row in section["characteristics"]}
+    assert section["characteristics"][0]["characteristic"] == "limit_bal"
+    assert csi["limit_bal"]["level"] == "critical"
+    assert any("limit_bal CSI" in f for f in document["findings"])
+    ctx = AppContext(Settings(home=home))
+    model = load_model(ctx, "taiwan", "1").model
+    test = load_test_set(ctx, "taiwan", "1")
+    later_frame = pd.read_csv(later)
+    margin_shift = (
+        model.margin(model.encoder.transform(later_frame)).mean()
+        - model.margin(model.encoder.transform(test)).mean()
+    )
+    assert section["score_shift"]["total"] == pytest.approx(margin_shift, abs=1e-9)
+    assert section["score_shift"]["rows"][0]["feature"] == "limit_bal"
+    # the AUC-decline test on the later outcomes
+    decline = section["auc_decline"]
+    assert decline["auc_new"] == pytest.approx(roc_auc_score(new["defaulted"], new["pd"]))
+    assert decline["auc_dev"] == pytest.approx(roc_auc_score(dev["defaulted"], dev["pd"]))
+    z = (decline["auc_dev"] - decline["auc_new"]) / decline["se"]
+    assert decline["p_value"] == pytest.approx(stats.norm.sf(z), abs=1e-12)
+    html = (out_dir / "evidence.html").read_text()
+    assert 'id="stability"' in html and "later.csv" in html
+
+
+def test_a_later_sample_with_bad_outcomes_is_one_line(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = pd.read_csv(DATA / "taiwan_credit_card.csv", nrows=50)
+    frame.loc[3, "target"] = 7
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    code, _, err = evidence(
+        home, monkeypatch, "--version", "1", "--later", str(tmp_path / "bad.csv")
+    )
+    assert code != 0 and "'target' column must hold 0 or 1" in err and err.count("\n") == 1

@@ -33,6 +33,9 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.domain.windows import utc_text
+from creditops.errors import DataError
+from creditops.features.dataset import read_table
+from creditops.features.encoder import FeatureEncoder
 from creditops.features.spec import Spec
 from creditops.modeling.fairness import protected_groups
 from creditops.modeling.metrics import (
@@ -48,10 +51,13 @@ from creditops.modeling.metrics import (
     ks_statistic,
 )
 from creditops.modeling.scorecard import WoeScorecard
+from creditops.monitoring.drift.statistics import psi
 from creditops.monitoring.validation_tests import (
     adverse_impact_ratio,
+    auc_decline_test,
     band_calibration_tests,
     brier_skill_score,
+    characteristic_stability,
     standardized_mean_difference,
 )
 from creditops.reporting.evidence_report import render_evidence_html
@@ -102,13 +108,14 @@ class EvidenceOutcome:
     version: str
     directory: Path
     findings: list[str]
+    files: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "version": self.version,
             "directory": str(self.directory),
-            "files": [str(self.directory / f) for f in EVIDENCE_FILES],
+            "files": [str(self.directory / f) for f in self.files],
             "findings": self.findings,
         }
 
@@ -116,24 +123,47 @@ class EvidenceOutcome:
 EVIDENCE_FILES = ("evidence.html", "evidence.json", "predictions.csv")
 
 
+@dataclass(frozen=True)
+class EvidenceRequest:
+    """Which version, where the pack goes (None: under the reports directory), and a later
+    sample (a CSV or Parquet file of applicants, with outcomes or not) for stability."""
+
+    name: str
+    ref: str
+    output: Path | None = None
+    later: Path | None = None
+
+
 def build_evidence(
-    ctx: AppContext, sessions: sessionmaker[Session], name: str, ref: str, output: Path | None
+    ctx: AppContext, sessions: sessionmaker[Session], request: EvidenceRequest
 ) -> EvidenceOutcome:
-    """Build the pack of ``name`` at ``ref`` (a version or an alias) into ``output``."""
-    loaded = load_model(ctx, name, ref)
+    """Build the pack of ``request.name`` at ``request.ref`` (a version or an alias)."""
+    name = request.name
+    loaded = load_model(ctx, name, request.ref)
     version = loaded.info.version
-    predictions = scored_test_split(loaded, load_test_set(ctx, name, version))
+    test = load_test_set(ctx, name, version)
+    predictions = scored_test_split(loaded, test)
     pack = evidence_document(loaded, predictions, _audit_entries(sessions, name, version))
-    directory = output or ctx.reports_dir / "evidence" / f"{name}-v{version}"
+    files = list(EVIDENCE_FILES)
+    if request.later is not None:
+        later = read_table(request.later)
+        later_predictions = scored_later_sample(loaded, later)
+        pack["stability"] = stability(loaded, (test, predictions), (later, later_predictions))
+        pack["stability"]["later_sample"] = request.later.name
+        pack["findings"] += stability_findings(pack["stability"])
+        files.append("later_predictions.csv")
+    directory = request.output or ctx.reports_dir / "evidence" / f"{name}-v{version}"
     directory.mkdir(parents=True, exist_ok=True)
+    if request.later is not None:
+        later_predictions.to_csv(directory / "later_predictions.csv", index=False)
     predictions.to_csv(directory / "predictions.csv", index=False)
     (directory / "evidence.json").write_bytes(
         orjson.dumps(pack, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     )
     (directory / "evidence.html").write_text(render_evidence_html(pack), encoding="utf-8")
-    for file in EVIDENCE_FILES:
+    for file in files:
         ctx.registry.log_version_artifact(name, version, directory / file, "evidence")
-    return EvidenceOutcome(name, version, directory, pack["findings"])
+    return EvidenceOutcome(name, version, directory, pack["findings"], files)
 
 
 def scored_test_split(loaded: LoadedModel, test: pd.DataFrame) -> pd.DataFrame:
@@ -402,4 +432,167 @@ def findings(sections: Mapping[str, Any]) -> list[str]:
     override = sections["governance"]["gate_override"]
     if override:
         found.append(f"governance: the gate was overridden by {override['by']}")
+    return found
+
+
+# -- stability against a later sample -----------------------------------------------------
+PSI_WARNING, PSI_CRITICAL = 0.1, 0.25
+DECLINE_ALPHA = 0.05
+
+
+def scored_later_sample(loaded: LoadedModel, later: pd.DataFrame) -> pd.DataFrame:
+    """The later sample scored by the version (refused as ``creditops score`` refuses it),
+    with its outcomes when it has the target column."""
+    model = loaded.model
+    target = model.spec.target.column
+    scored = model.score_checked(later.drop(columns=[target], errors="ignore"), reasons="none")
+    out = pd.DataFrame(
+        {
+            "row": np.arange(len(later)),
+            "pd": scored.pd,
+            "score": scored.score,
+            "decision": scored.decision.astype(str),
+        }
+    )
+    if target in later.columns:
+        outcome = pd.to_numeric(later[target], errors="coerce")
+        if outcome.isna().any() or not outcome.isin([0, 1]).all():
+            raise DataError(
+                f"the later sample's {target!r} column must hold 0 or 1 in every row",
+                field=target,
+            )
+        out.insert(1, "defaulted", outcome.astype(np.int8).to_numpy())
+    return out
+
+
+def decile_edges(values: np.ndarray) -> np.ndarray:
+    """The distinct inner deciles of the finite ``values``: the bins of a PSI."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.empty(0)
+    return np.unique(np.quantile(finite, np.linspace(0.1, 0.9, 9)))
+
+
+def binned_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts per bin ``(-inf, e1], (e1, e2], ..., (ek, inf)``, then one bin for NaN."""
+    finite = np.isfinite(values)
+    counts = np.bincount(
+        np.searchsorted(edges, values[finite], side="left"), minlength=edges.size + 1
+    )
+    return np.append(counts, np.count_nonzero(~finite))
+
+
+def _category_counts(dev: np.ndarray, later: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    codes = np.unique(np.concatenate([dev[np.isfinite(dev)], later[np.isfinite(later)]]))
+
+    def count(values: np.ndarray) -> np.ndarray:
+        found = np.searchsorted(codes, values[np.isfinite(values)])
+        per_code = np.bincount(found, minlength=codes.size)
+        return np.append(per_code, np.count_nonzero(~np.isfinite(values)))
+
+    return count(dev), count(later)
+
+
+def characteristic_counts(
+    encoder: FeatureEncoder, x_dev: np.ndarray, x_later: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per input, the development and later counts per bin: the development deciles for a
+    numeric input, the categories seen in either sample for a categorical one, then one bin
+    for missing values."""
+    reference: dict[str, np.ndarray] = {}
+    current: dict[str, np.ndarray] = {}
+    for j, (feature, is_cat) in enumerate(
+        zip(encoder.feature_names, encoder.categorical, strict=True)
+    ):
+        if is_cat:
+            reference[feature], current[feature] = _category_counts(x_dev[:, j], x_later[:, j])
+        else:
+            edges = decile_edges(x_dev[:, j])
+            reference[feature] = binned_counts(x_dev[:, j], edges)
+            current[feature] = binned_counts(x_later[:, j], edges)
+    return reference, current
+
+
+def stability(
+    loaded: LoadedModel,
+    development: tuple[pd.DataFrame, pd.DataFrame],
+    later: tuple[pd.DataFrame, pd.DataFrame],
+) -> dict[str, Any]:
+    """Score PSI, CSI per input, the score-shift attribution and, with outcomes in the
+    later sample, the AUC-decline test: the test split against the later sample."""
+    model = loaded.model
+    (dev_frame, dev_scored), (later_frame, later_scored) = development, later
+    edges = decile_edges(dev_scored["score"].to_numpy())
+    dev_counts = binned_counts(dev_scored["score"].to_numpy(), edges)
+    later_counts = binned_counts(later_scored["score"].to_numpy(), edges)
+    score_psi = psi(dev_counts, later_counts)
+    x_dev = model.encoder.transform(dev_frame)
+    x_later = model.encoder.transform(later_frame)
+    reference, current = characteristic_counts(model.encoder, x_dev, x_later)
+    features = list(model.encoder.feature_names)
+    result: dict[str, Any] = {
+        "rows": {"development": len(dev_frame), "later": len(later_frame)},
+        "score_psi": {
+            "psi": finite_or_none(score_psi),
+            "level": _level(score_psi),
+            "edges": edges.tolist(),
+            "development_counts": dev_counts.tolist(),
+            "later_counts": later_counts.tolist(),
+        },
+        "characteristics": [r.to_dict() for r in characteristic_stability(reference, current)],
+        "score_shift": score_shift(
+            model.contributions(x_dev)[0], model.contributions(x_later)[0], features
+        ),
+        "auc_decline": None,
+    }
+    if "defaulted" in later_scored.columns:
+        result["auc_decline"] = auc_decline_test(
+            dev_scored["defaulted"], dev_scored["pd"], later_scored["defaulted"], later_scored["pd"]
+        ).to_dict()
+    return result
+
+
+def _level(value: float) -> str:
+    if value >= PSI_CRITICAL:
+        return "critical"
+    return "warning" if value >= PSI_WARNING else "ok"
+
+
+def score_shift(
+    dev_contributions: np.ndarray, later_contributions: np.ndarray, features: list[str]
+) -> dict[str, Any]:
+    """Which input moved the scores: per input the mean contribution (log-odds towards
+    default: TreeSHAP, or the scorecard's points as log-odds) in each sample and the
+    difference, largest first. The differences add up to the change of the mean raw score
+    (the contributions are additive), so the table accounts for the whole shift."""
+    dev_mean = dev_contributions.mean(axis=0)
+    later_mean = later_contributions.mean(axis=0)
+    shifts = later_mean - dev_mean
+    order = sorted(range(len(features)), key=lambda j: (-abs(float(shifts[j])), features[j]))
+    rows = [
+        {
+            "feature": features[j],
+            "development_mean": float(dev_mean[j]),
+            "later_mean": float(later_mean[j]),
+            "shift": float(shifts[j]),
+        }
+        for j in order
+    ]
+    return {"unit": "log-odds towards default", "rows": rows, "total": float(shifts.sum())}
+
+
+def stability_findings(section: Mapping[str, Any]) -> list[str]:
+    found = []
+    score_psi = section["score_psi"]
+    if score_psi["level"] != "ok":
+        found.append(f"stability: score PSI {score_psi['psi']:.3f} ({score_psi['level']})")
+    for row in section["characteristics"]:
+        if row["level"] == "critical":
+            found.append(f"stability: {row['characteristic']} CSI {row['csi']:.3f} (critical)")
+    decline = section["auc_decline"]
+    if decline is not None and (decline.get("p_value") or 1.0) < DECLINE_ALPHA:
+        found.append(
+            f"stability: the AUC declined from {decline['auc_dev']:.3f} to "
+            f"{decline['auc_new']:.3f} (one-sided p {decline['p_value']:.3g})"
+        )
     return found
