@@ -1,7 +1,7 @@
 """Commands of the ``creditops`` command line that run or administer the service: ``serve``,
-``worker``, ``drift``, and the ``db``, ``keys`` and ``decisions`` groups. :func:`register`
-adds them to the application defined in :mod:`creditops.cli`; shared helpers are in
-:mod:`creditops.cli_support`.
+``worker``, ``drift``, ``replay``, and the ``db``, ``keys`` and ``decisions`` groups.
+:func:`register` adds them to the application defined in :mod:`creditops.cli`; shared
+helpers are in :mod:`creditops.cli_support`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from rich.table import Table
 
 from creditops.cli_support import (
     JsonOpt,
+    NameOpt,
     context,
     err,
     fail,
@@ -61,6 +62,7 @@ def register(app: typer.Typer) -> None:
     app.command()(drift)
     app.command()(worker)
     app.command()(publish)
+    app.command()(replay)
 
 
 def retrain(
@@ -848,3 +850,51 @@ def publish(
             f"published {summary['published']} events ({summary['duplicates']} duplicates "
             f"dropped by the broker); backlog {summary['backlog']}, lag {summary['lag_seconds']}s"
         )
+
+
+def replay(
+    name: NameOpt,
+    version: Annotated[str, typer.Option(help="The version to verify (number or alias).")],
+    url: Annotated[
+        str, typer.Option(help="Base URL of the running service, e.g. http://127.0.0.1:8000.")
+    ],
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="CREDITOPS_API_KEY",
+            show_envvar=False,
+            help="A key with the predict scope (default: $CREDITOPS_API_KEY).",
+        ),
+    ] = None,
+    rows: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N rows of the test split.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Longest wait for one answer, seconds.")] = 30.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Implementation verification: send the version's stored test split through the
+    running service and compare its answers row for row with the development scoring
+    (recorded in the audit trail and on the version's MLflow run; exit 1 on a difference)."""
+    from creditops.services.access import cli_actor
+    from creditops.services.replay import record_replay
+    from creditops.services.replay import replay as replay_version
+
+    ctx = context()
+    result = run(
+        lambda: replay_version(ctx, name, version, url, api_key, rows=rows, timeout_s=timeout)
+    )
+    result = run(lambda: record_replay(ctx, sessions(), result, cli_actor()))
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        out.print(result.message, markup=False, soft_wrap=True)
+        for example in result.examples:
+            out.print(
+                f"  row {example.row_id}: {example.field} development {example.development!r}, "
+                f"served {example.served!r}",
+                markup=False,
+                soft_wrap=True,
+            )
+    if not result.passed:
+        raise typer.Exit(1)

@@ -111,3 +111,40 @@ class TrainingError(CreditopsError):
     """Training could not produce a model (e.g. too few rows of a class after cleaning)."""
 
     code = "training_error"
+
+
+class ServiceCallError(InvalidInputError):
+    """A running creditops service named by the caller (``--url``) could not be used: its
+    answer was not what the operation needs (e.g. not a decision)."""
+
+    code = "service_call_failed"
+
+    def __init__(self, message: str, *, url: str, field: str | None = "url") -> None:
+        super().__init__(message, field=field)
+        self.url = url
+
+
+class ServiceUnreachableError(ServiceCallError):
+    """Nothing answered at the service's address (refused, unknown host, timed out)."""
+
+    code = "service_unreachable"
+
+
+class ApiKeyRefusedError(ServiceCallError):
+    """The service refused the API key given: unknown or revoked, or lacking the scope."""
+
+    code = "api_key_refused"
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message, url=url, field="api_key")
+
+
+class ModelNotServedError(NotFoundError):
+    """A running service does not serve the model asked for."""
+
+    code = "model_not_served"
+
+    def __init__(self, name: str, url: str) -> None:
+        super().__init__(f"the service at {url} does not serve model {name!r}", field="name")
+        self.name = name
+        self.url = url

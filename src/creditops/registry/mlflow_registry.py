@@ -9,6 +9,7 @@ tag, aliases as stages) and the value types are described in
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -262,6 +263,22 @@ class ModelRegistry:
         ):
             log_file(self._store, target.run_id, local_path, sub_path, Path(tmp))
         return sub_path
+
+    def log_version_metrics(self, name: str, version: str, metrics: Mapping[str, float]) -> None:
+        """Add metrics (e.g. ``replay_passed``) to the run of a registered version, stamped
+        now: a check run again adds a point to each metric's history, the last one shows."""
+        from mlflow.entities import Metric
+
+        target = self._resolve(check_name(name), check_version(name, version))
+        if not target.run_id:
+            raise NotFoundError(f"{name} version {target.version} has no MLflow run")
+        bad = [k for k, v in metrics.items() if not math.isfinite(float(v))]
+        if bad:
+            raise InvalidInputError(f"metrics must be finite numbers; got {bad}", field="metrics")
+        now_ms = int(time.time() * 1000)
+        points = [Metric(key, float(value), now_ms, 0) for key, value in metrics.items()]
+        with self._store.op(f"logging metrics for {name} version {target.version}"):
+            self._store.client.log_batch(target.run_id, metrics=points)
 
     # ----------------------------------------------------------------- downloads
 
