@@ -429,6 +429,25 @@ class EventSettings(BaseModel):
     )
 
 
+class EvidenceSettings(BaseModel):
+    """The evidence pack of ``creditops evidence`` (``docs/evidence.md``)."""
+
+    pdf: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Render evidence.pdf from the HTML with a headless Chromium: 'auto' when "
+        "one is found (else the pack says why there is no PDF), 'always' (no Chromium is an "
+        "error), 'never'.",
+    )
+    chromium: str | None = Field(
+        default=None,
+        description="The Chromium (or Chrome) executable for the PDF; default: the first "
+        "of chromium, chromium-browser, google-chrome on the PATH.",
+    )
+    pdf_timeout_s: float = Field(
+        default=120.0, gt=0, description="Longest wait for Chromium to print the PDF."
+    )
+
+
 class Settings(BaseSettings):
     """Root settings of creditops."""
 
@@ -459,6 +478,7 @@ class Settings(BaseSettings):
     deploy: DeploySettings = Field(default_factory=DeploySettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     events: EventSettings = Field(default_factory=EventSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
 
     @classmethod
     def settings_customise_sources(

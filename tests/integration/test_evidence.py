@@ -4,6 +4,7 @@ self-contained, the files logged to the version's MLflow run."""
 
 from __future__ import annotations
 
+import html as html_text
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+import pypdfium2 as pdfium
 import pytest
 from scipy import stats
 from sklearn.metrics import brier_score_loss, roc_auc_score
@@ -218,6 +220,54 @@ def test_the_html_is_self_contained_and_shows_every_section(
     assert document["model_card"]["purpose"].split()[0] in html
 
 
+SECTION_TITLES = (
+    "Findings",
+    "Model card",
+    "Discrimination",
+    "Benchmark: the WoE scorecard beside the model",
+    "Calibration",
+    "Fairness in lending terms",
+    "Governance record",
+)
+
+
+def test_the_pdf_has_every_section_and_no_table_cut_off(
+    pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]],
+) -> None:
+    """The PDF is looked at: its pages rendered to images, their text read. Every section
+    title, every table header and every table cell of the HTML is in the PDF's text (a table
+    cut off at a page edge loses cells; Chromium wraps or shrinks, it must not clip), and
+    nothing is drawn in the page margins."""
+    document, _, directory, result = pack
+    assert str(directory / "evidence.pdf") in result["files"]
+    pdf = pdfium.PdfDocument(directory / "evidence.pdf")
+    text = ""
+    for index in range(len(pdf)):
+        page = pdf[index]
+        text += page.get_textpage().get_text_range() + "\n"
+        image = np.asarray(page.render(scale=2).to_pil().convert("L"))
+        width = image.shape[1]
+        margin = int(width * 8 / 297)  # 8 of the 12 mm margin of an A4 landscape page
+        for name, strip in (
+            ("left", image[:, :margin]),
+            ("right", image[:, -margin:]),
+            ("top", image[:margin, :]),
+            ("bottom", image[-margin:, :]),
+        ):
+            assert strip.min() > 200, f"page {index + 1}: something drawn in the {name} margin"
+    flat = " ".join(text.split())
+    for title in SECTION_TITLES:
+        assert title in flat, title
+    html = (directory / "evidence.html").read_text()
+    compact = "".join(text.split())
+    cells = re.findall(r"<t[hd][^>]*>([^<]+)</t[hd]>", html)
+    assert len(cells) > 300
+    for cell in set(cells):
+        value = "".join(html_text.unescape(cell).split())
+        assert value in compact, cell
+    assert f"{document['discrimination']['auc']['auc']:.4f}" in flat
+
+
 def test_the_pack_is_logged_to_the_versions_run(
     home: Path, pack: tuple[dict[str, Any], pd.DataFrame, Path, dict[str, Any]]
 ) -> None:
@@ -226,7 +276,7 @@ def test_the_pack_is_logged_to_the_versions_run(
     client = mlflow.MlflowClient(settings.tracking_uri)
     run_id = document["governance"]["run_id"]
     logged = {Path(a.path).name for a in client.list_artifacts(run_id, "evidence")}
-    assert logged == {"evidence.html", "evidence.json", "predictions.csv"}
+    assert logged == {"evidence.html", "evidence.json", "evidence.pdf", "predictions.csv"}
 
 
 def test_an_unknown_version_is_one_line(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

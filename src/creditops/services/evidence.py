@@ -21,6 +21,7 @@ unless another directory is given, and logged to the version's MLflow run (``evi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +34,7 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.domain.windows import utc_text
-from creditops.errors import DataError
+from creditops.errors import ConfigError, DataError
 from creditops.features.dataset import read_table
 from creditops.features.encoder import FeatureEncoder
 from creditops.features.spec import Spec
@@ -61,10 +62,13 @@ from creditops.monitoring.validation_tests import (
     standardized_mean_difference,
 )
 from creditops.reporting.evidence_report import render_evidence_html
+from creditops.reporting.pdf import find_chromium, print_pdf
 from creditops.services.context import AppContext
 from creditops.services.model_versions import LoadedModel, gate_passed, load_model, load_test_set
+from creditops.settings import EvidenceSettings
 from creditops.store.admin_repositories import AuditRepository
 
+log = logging.getLogger("creditops.evidence")
 EVIDENCE_SCHEMA = "creditops.evidence/1"
 DECILES = 10
 HL_ALPHA = 0.05
@@ -161,9 +165,31 @@ def build_evidence(
         orjson.dumps(pack, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     )
     (directory / "evidence.html").write_text(render_evidence_html(pack), encoding="utf-8")
+    pdf = evidence_pdf(ctx.settings.evidence, directory)
+    if pdf is not None:
+        files.append(pdf.name)
     for file in files:
         ctx.registry.log_version_artifact(name, version, directory / file, "evidence")
     return EvidenceOutcome(name, version, directory, pack["findings"], files)
+
+
+def evidence_pdf(settings: EvidenceSettings, directory: Path) -> Path | None:
+    """``evidence.pdf`` printed from the HTML, or None when no Chromium is to be had and
+    the settings allow that (``evidence.pdf``: auto)."""
+    if settings.pdf == "never":
+        return None
+    chromium = find_chromium(settings.chromium)
+    if chromium is None:
+        if settings.pdf == "always":
+            raise ConfigError(
+                "evidence.pdf is 'always' but no Chromium was found (install chromium, or "
+                "set CREDITOPS_EVIDENCE__CHROMIUM)",
+                field="evidence.chromium",
+            )
+        log.warning("no evidence.pdf: no Chromium found (see docs/evidence.md)")
+        return None
+    pdf = directory / "evidence.pdf"
+    return print_pdf(directory / "evidence.html", pdf, chromium, settings.pdf_timeout_s)
 
 
 def scored_test_split(loaded: LoadedModel, test: pd.DataFrame) -> pd.DataFrame:
