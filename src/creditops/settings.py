@@ -359,6 +359,12 @@ class DeploySettings(BaseModel):
     min_decisions: int = Field(
         default=200, ge=1, description="Decisions per arm before a step is judged."
     )
+    require_evidence: bool = Field(
+        default=False,
+        description="A version may become production (a deployment, or `models promote --to "
+        "production`) only after a passed implementation replay (`creditops replay`) of that "
+        "version and with its monotonicity proof holding on its test split (docs/evidence.md).",
+    )
     four_eyes: bool = Field(
         default=False,
         description="Four-eyes promotion: a deployment (or experiment) that lets a new version "

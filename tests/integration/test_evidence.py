@@ -7,6 +7,7 @@ from __future__ import annotations
 import html as html_text
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,17 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from typer.testing import CliRunner
 
 from creditops.cli import app
+from creditops.errors import ConflictError
+from creditops.modeling.bundle import ModelBundle
+from creditops.registry.records import RegistrationRequest
 from creditops.services.context import AppContext
-from creditops.services.model_versions import load_model, load_test_set
+from creditops.services.deployments import promote_alias
+from creditops.services.model_versions import TEST_SET_ARTIFACT, load_model, load_test_set
 from creditops.services.scoring import scored_frame
 from creditops.settings import Settings
+from creditops.store.admin_repositories import AuditRepository
+from creditops.store.engine import create_db_engine, session_factory
+from creditops.store.migrations_api import ensure_current
 from tests.factories import train_demo_model
 
 pytestmark = pytest.mark.integration
@@ -195,6 +203,11 @@ def test_model_card_governance_and_findings(
     assert result["findings"] == document["findings"]
     assert not any(f.startswith("model card") for f in document["findings"])  # all stated
     assert "governance: the gate was overridden by tests" in document["findings"]
+    assert governance["implementation_replay"] is None
+    assert (
+        "implementation: the version was never replayed through the service"
+        in (document["findings"])
+    )
     failing = [
         (item["attribute"], row["group"])
         for item in document["fairness"]
@@ -349,3 +362,83 @@ def test_a_later_sample_with_bad_outcomes_is_one_line(
         home, monkeypatch, "--version", "1", "--later", str(tmp_path / "bad.csv")
     )
     assert code != 0 and "'target' column must hold 0 or 1" in err and err.count("\n") == 1
+
+
+def register_copy(home: Path, tmp_path: Path, monotone: dict[str, str] | None = None) -> str:
+    """Version 1's bundle (its spec's monotone directions replaced, when given) and test
+    split registered as a new version; its number."""
+    ctx = AppContext(Settings(home=home))
+    info = ctx.registry.get_version("taiwan", "1")
+    path = ctx.registry.download_bundle("taiwan", "1", tmp_path / "bundle")
+    bundle = ModelBundle.load(path)
+    if monotone is not None:
+        bundle = replace(bundle, spec={**bundle.spec, "monotone": monotone})
+    saved = tmp_path / "copy" / "bundle.json"
+    saved.parent.mkdir(parents=True)
+    sha = bundle.save(saved)
+    test_split = ctx.registry.download_artifact("taiwan", "1", TEST_SET_ARTIFACT, tmp_path)
+    registered = ctx.registry.register(
+        RegistrationRequest(
+            name="taiwan",
+            bundle_path=saved,
+            bundle_sha256=sha,
+            params={},
+            metrics=info.metrics,
+            tags={"gate_passed": "true"},
+            artifacts={TEST_SET_ARTIFACT: test_split},
+        )
+    )
+    return registered.version
+
+
+def record_replay_outcome(home: Path, version: str, *, passed: bool) -> None:
+    """What `creditops replay` writes to the audit trail (tests/integration/test_replay.py
+    runs the real replay), as the precondition reads it."""
+    sessions = session_factory(create_db_engine(Settings(home=home).database))
+    with sessions.begin() as session:
+        AuditRepository(session).add(
+            actor="tests",
+            action="model.replay",
+            target=f"taiwan:{version}",
+            outcome="ok" if passed else "error",
+            details={"passed": passed, "message": "ok" if passed else "12 rows differ: pd 12"},
+        )
+
+
+def test_promotion_requires_a_passed_replay_and_the_monotonicity_proof(
+    home: Path, tmp_path: Path
+) -> None:
+    settings = Settings(home=home, deploy={"require_evidence": True})
+    ctx = AppContext(settings)
+    ensure_current(settings.database)
+    sessions = session_factory(create_db_engine(settings.database))
+
+    def promote(version: str) -> Any:
+        return promote_alias(
+            ctx, sessions, "taiwan", version, "production", force=False, reason="t", actor="t"
+        )
+
+    good = register_copy(home, tmp_path / "good")
+    with pytest.raises(ConflictError, match=r"never replayed; run `creditops replay"):
+        promote(good)
+    record_replay_outcome(home, good, passed=False)
+    with pytest.raises(ConflictError, match=r"last implementation replay .* failed: 12 rows"):
+        promote(good)
+    assert ctx.registry.find_alias("taiwan", "production").version == "1"  # type: ignore[union-attr]
+    record_replay_outcome(home, good, passed=True)
+    assert promote(good).version == good
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        code, out, err = evidence(home, monkeypatch, "--version", good, "--json")
+    assert code == 0, err
+    pack = json.loads((Path(json.loads(out)["directory"]) / "evidence.json").read_text())
+    replayed = pack["governance"]["implementation_replay"]
+    assert replayed["passed"] is True and replayed["actor"] == "tests"
+    assert not any(f.startswith("implementation") for f in pack["findings"])
+    # the model is constrained increasing in pay_0: declaring it decreasing breaks the proof
+    broken = register_copy(home, tmp_path / "broken", {"pay_0": "decreasing"})
+    record_replay_outcome(home, broken, passed=True)
+    with pytest.raises(ConflictError, match=r"monotonicity proof fails .* pay_0 \(decreasing\)"):
+        promote(broken)
+    off = AppContext(Settings(home=home))  # without the setting nothing is required
+    promote_alias(off, sessions, "taiwan", "1", "production", force=True, reason="t", actor="t")
+    assert ctx.registry.find_alias("taiwan", "production").version == "1"  # type: ignore[union-attr]

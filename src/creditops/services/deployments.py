@@ -43,6 +43,7 @@ from creditops.monitoring.canary import ArmWindow, GateThresholds, compare_shado
 from creditops.registry.records import VersionInfo
 from creditops.services.context import AppContext
 from creditops.services.events import record_event
+from creditops.services.evidence import check_promotion_evidence
 from creditops.services.model_versions import load_model, servable
 from creditops.services.model_versions import promote as move_alias
 from creditops.settings import DeploySettings, EventSettings
@@ -200,6 +201,7 @@ def start(
             f"{request.model} v{candidate.version} may not decide on applicants: {why}",
             field="version",
         )
+    check_promotion_evidence(ctx, sessions, request.model, candidate.version)
     stable = ctx.registry.find_alias(request.model, "production")
     if stable is not None and stable.version == candidate.version:
         raise ConflictError(
@@ -417,6 +419,8 @@ def promote_alias(  # noqa: PLR0913 - the alias move of `creditops models promot
             field="to",
         )
     before = ctx.registry.get_version(name, version)
+    if alias == "production":
+        check_promotion_evidence(ctx, sessions, name, before.version)
     before_production = ctx.registry.find_alias(name, "production")
     info = move_alias(ctx, name, version, alias, force=force, reason=reason, actor=actor)
     with sessions.begin() as session:

@@ -34,11 +34,12 @@ import pandas as pd
 from sqlalchemy.orm import Session, sessionmaker
 
 from creditops.domain.windows import utc_text
-from creditops.errors import ConfigError, DataError
+from creditops.errors import ConfigError, ConflictError, DataError
 from creditops.features.dataset import read_table
 from creditops.features.encoder import FeatureEncoder
 from creditops.features.spec import Spec
 from creditops.modeling.fairness import protected_groups
+from creditops.modeling.lgbm import check_monotone
 from creditops.modeling.metrics import (
     brier_score,
     calibration_in_the_large,
@@ -407,7 +408,28 @@ def governance(loaded: LoadedModel, audit: list[dict[str, Any]]) -> dict[str, An
         }
         if "gate_override_by" in tags
         else None,
+        "implementation_replay": last_replay(audit, info.name, info.version),
         "audit": audit,
+    }
+
+
+def last_replay(audit: list[dict[str, Any]], name: str, version: str) -> dict[str, Any] | None:
+    """The version's last implementation replay (``creditops replay``), from the audit
+    trail: when, against which service, how many rows, passed or not and why."""
+    replays = [
+        e for e in audit if e["action"] == REPLAY_ACTION and e["target"] == f"{name}:{version}"
+    ]
+    if not replays:
+        return None
+    last = replays[-1]
+    details = last["details"] or {}
+    return {
+        "at": last["at"],
+        "actor": last["actor"],
+        "passed": bool(details.get("passed")) and last["outcome"] == "ok",
+        "message": details.get("message"),
+        "url": details.get("url"),
+        "rows_compared": details.get("rows_compared"),
     }
 
 
@@ -431,31 +453,45 @@ def _audit_entries(
 
 def findings(sections: Mapping[str, Any]) -> list[str]:
     """What a validator would raise, in the order of the pack."""
-    found: list[str] = []
     card = sections["model_card"]
     missing = [f for f in (*MODEL_CARD_TEXTS, *MODEL_CARD_LISTS) if not card.get(f)]
-    if missing:
-        found.append(f"model card: not stated in the spec: {', '.join(missing)}")
-    hl_p = sections["calibration"]["hosmer_lemeshow"].get("p_value")
-    if hl_p is not None and hl_p < HL_ALPHA:
-        found.append(f"calibration: Hosmer-Lemeshow rejects at {HL_ALPHA} (p = {hl_p:.3g})")
-    for band in sections["calibration"]["bands"]:
-        if band.get("light") in ("amber", "red"):
-            found.append(
-                f"calibration: band {band['band']} is {band['light']} "
-                f"(observed {band['observed_rate']:.3f} against PD {band['mean_pd']:.3f})"
-            )
+    found = [f"model card: not stated in the spec: {', '.join(missing)}"] if missing else []
+    found += _calibration_findings(sections["calibration"])
     for item in sections["fairness"]:
-        for row in item["adverse_impact"]["rows"]:
-            if row["status"] == "fail":
-                found.append(
-                    f"fairness: {item['attribute']} group {row['group']} has an adverse "
-                    f"impact ratio of {row['adverse_impact_ratio']:.3f} (below 0.8)"
-                )
+        found += [
+            f"fairness: {item['attribute']} group {row['group']} has an adverse impact ratio "
+            f"of {row['adverse_impact_ratio']:.3f} (below 0.8)"
+            for row in item["adverse_impact"]["rows"]
+            if row["status"] == "fail"
+        ]
     bench = sections["benchmark"]
     if bench is not None and bench["uplift"].get("auc", 0.0) <= 0.0:
         found.append("benchmark: the model does not discriminate better than its scorecard")
-    override = sections["governance"]["gate_override"]
+    return found + _governance_findings(sections["governance"])
+
+
+def _calibration_findings(section: Mapping[str, Any]) -> list[str]:
+    found = []
+    hl_p = section["hosmer_lemeshow"].get("p_value")
+    if hl_p is not None and hl_p < HL_ALPHA:
+        found.append(f"calibration: Hosmer-Lemeshow rejects at {HL_ALPHA} (p = {hl_p:.3g})")
+    found += [
+        f"calibration: band {band['band']} is {band['light']} (observed "
+        f"{band['observed_rate']:.3f} against PD {band['mean_pd']:.3f})"
+        for band in section["bands"]
+        if band.get("light") in ("amber", "red")
+    ]
+    return found
+
+
+def _governance_findings(section: Mapping[str, Any]) -> list[str]:
+    found = []
+    replay = section["implementation_replay"]
+    if replay is None:
+        found.append("implementation: the version was never replayed through the service")
+    elif not replay["passed"]:
+        found.append(f"implementation: the last replay failed: {replay['message']}")
+    override = section["gate_override"]
     if override:
         found.append(f"governance: the gate was overridden by {override['by']}")
     return found
@@ -622,3 +658,54 @@ def stability_findings(section: Mapping[str, Any]) -> list[str]:
             f"{decline['auc_new']:.3f} (one-sided p {decline['p_value']:.3g})"
         )
     return found
+
+
+# -- evidence as a precondition of promotion ----------------------------------------------
+MONOTONE_SAMPLE_ROWS = 500
+REPLAY_ACTION = "model.replay"
+
+
+def check_promotion_evidence(
+    ctx: AppContext, sessions: sessionmaker[Session], name: str, version: str
+) -> None:
+    """With ``deploy.require_evidence``: refuse (a :class:`ConflictError` that says why and
+    what to do) a version without a passed implementation replay, whose last replay found
+    differences, or whose declared monotone directions fail the proof on its test split."""
+    if not ctx.settings.deploy.require_evidence:
+        return
+    subject = f"{name} v{version} may not become production (deploy.require_evidence)"
+    with sessions() as session:
+        replays = AuditRepository(session).list(
+            limit=1, action=REPLAY_ACTION, target=f"{name}:{version}"
+        )
+    if not replays:
+        raise ConflictError(
+            f"{subject}: it was never replayed; run `creditops replay --name {name} "
+            f"--version {version} --url URL` against a service that serves it",
+            field="version",
+        )
+    last = replays[0]
+    if last.outcome != "ok" or not (last.details or {}).get("passed", False):
+        message = (last.details or {}).get("message", "it differed")
+        raise ConflictError(
+            f"{subject}: its last implementation replay ({utc_text(last.at)}) failed: {message}",
+            field="version",
+        )
+    loaded = load_model(ctx, name, version)
+    broken = monotonicity_failures(loaded, load_test_set(ctx, name, version))
+    if broken:
+        raise ConflictError(
+            f"{subject}: the monotonicity proof fails on its test split for {', '.join(broken)}",
+            field="version",
+        )
+
+
+def monotonicity_failures(loaded: LoadedModel, test: pd.DataFrame) -> list[str]:
+    """The declared monotone inputs whose direction the model breaks for some of the first
+    ``MONOTONE_SAMPLE_ROWS`` test rows (the proof of :func:`check_monotone`)."""
+    model = loaded.model
+    if model.booster is None or not model.spec.monotone:
+        return []
+    x = model.encoder.transform(test.head(MONOTONE_SAMPLE_ROWS))
+    checks = check_monotone(model.booster, x, model.encoder.feature_names, model.spec.monotone)
+    return [f"{c.feature} ({c.direction})" for c in checks if not c.passed]

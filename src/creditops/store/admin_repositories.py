@@ -170,12 +170,17 @@ class AuditRepository:
         )
         return builtins.list(reversed(builtins.list(self.session.scalars(query))))
 
-    def list(self, limit: int = 100, action: str | None = None) -> builtins.list[AuditRow]:
-        """The newest ``limit`` entries (of ``action`` only, if given), newest first."""
+    def list(
+        self, limit: int = 100, action: str | None = None, target: str | None = None
+    ) -> builtins.list[AuditRow]:
+        """The newest ``limit`` entries (of ``action`` and ``target`` only, if given),
+        newest first."""
         positive("limit", limit)
         query = select(AuditRow)
         if action is not None:
             query = query.where(AuditRow.action == action)
+        if target is not None:
+            query = query.where(AuditRow.target == target)
         query = query.order_by(AuditRow.at.desc(), AuditRow.id.desc()).limit(limit)
         return builtins.list(self.session.scalars(query))
 
